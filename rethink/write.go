@@ -1,0 +1,117 @@
+package rethink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	r "gopkg.in/rethinkdb/rethinkdb-go.v6"
+)
+
+// The writes below are conditional: each changes a row only when the field
+// still holds the value the caller saw (compare-and-set inside one update
+// function, evaluated atomically on the row by the server). Two agents acting
+// on the same view therefore cannot rename twice; the loser sees
+// changed=false and re-reads.
+
+// writeResult is the part of a write response we look at.
+type writeResult struct {
+	Errors     int    `rethinkdb:"errors"`
+	Replaced   int    `rethinkdb:"replaced"`
+	Unchanged  int    `rethinkdb:"unchanged"`
+	Skipped    int    `rethinkdb:"skipped"`
+	Deleted    int    `rethinkdb:"deleted"`
+	FirstError string `rethinkdb:"first_error"`
+}
+
+// runWrite runs q and turns first_error into an error naming what.
+func (c *Client) runWrite(ctx context.Context, what string, q r.Term) (writeResult, error) {
+	cur, err := q.Run(c.session, r.RunOpts{Context: ctx})
+	if err != nil {
+		return writeResult{}, fmt.Errorf("%s: %w", what, err)
+	}
+	defer cur.Close()
+	var res writeResult
+	if err := cur.One(&res); err != nil {
+		return writeResult{}, fmt.Errorf("%s: reading the write result: %w", what, err)
+	}
+	if res.Errors > 0 || res.FirstError != "" {
+		msg := res.FirstError
+		if msg == "" {
+			msg = fmt.Sprintf("%d errors", res.Errors)
+		}
+		return res, fmt.Errorf("%s: %w", what, errors.New(msg))
+	}
+	return res, nil
+}
+
+// casField sets field to `to` on row id of a system table only if it is `from`.
+func (c *Client) casField(ctx context.Context, what, table, id, field, from, to string) (bool, error) {
+	if id == "" {
+		return false, fmt.Errorf("%s: empty id", what)
+	}
+	q := sys(table).Get(id).Update(func(row r.Term) any {
+		return r.Branch(row.Field(field).Eq(from), map[string]any{field: to}, map[string]any{})
+	})
+	res, err := c.runWrite(ctx, what, q)
+	if err != nil {
+		return false, err
+	}
+	return res.Replaced > 0, nil
+}
+
+// RenameDB renames database id from `from` to `to` if its name is still `from`.
+func (c *Client) RenameDB(ctx context.Context, id, from, to string) (bool, error) {
+	return c.casField(ctx, fmt.Sprintf("rename database %s (%s) to %s", from, id, to), "db_config", id, "name", from, to)
+}
+
+// RenameTable renames table id from `from` to `to` if its name is still `from`.
+func (c *Client) RenameTable(ctx context.Context, id, from, to string) (bool, error) {
+	return c.casField(ctx, fmt.Sprintf("rename table %s (%s) to %s", from, id, to), "table_config", id, "name", from, to)
+}
+
+// MoveTable moves table id from database fromDBName to toDBName if it is
+// still in fromDBName; its data stays. table_config names databases by name,
+// so both names must be unambiguous (resolve db_name_collision first). The
+// server refuses a missing target or a target holding a table of that name.
+func (c *Client) MoveTable(ctx context.Context, id, fromDBName, toDBName string) (bool, error) {
+	return c.casField(ctx, fmt.Sprintf("move table %s from database %s to %s", id, fromDBName, toDBName), "table_config", id, "db", fromDBName, toDBName)
+}
+
+// RenameServer renames server id from `from` to `to` if its name is still
+// `from`. The server refuses a name already in use.
+func (c *Client) RenameServer(ctx context.Context, id, from, to string) (bool, error) {
+	return c.casField(ctx, fmt.Sprintf("rename server %s (%s) to %s", from, id, to), "server_config", id, "name", from, to)
+}
+
+// DropDBIfEmpty drops database id (deletes its db_config row, which drops the
+// database and all its tables) only if it is still named name and
+// table_config lists no table in it, unavailable tables included.
+//
+// Both conditions and the delete are one query, but not one atomic step:
+// RethinkDB has no transactions across tables. A table created in or moved
+// into the database between the count and the delete, by someone else,
+// within that one query's run, would be dropped with it. Callers should
+// only drop databases that nobody else has reason to write to (e.g. an
+// empty duplicate left over from a merge).
+func (c *Client) DropDBIfEmpty(ctx context.Context, id, name string) (bool, error) {
+	what := fmt.Sprintf("drop empty database %s (%s)", name, id)
+	if id == "" {
+		return false, fmt.Errorf("%s: empty id", what)
+	}
+	dbRow := sys("db_config").Get(id)
+	empty := sysUUID("table_config").Filter(func(t r.Term) r.Term {
+		return t.Field("db").Eq(id)
+	}).Count().Eq(0)
+	q := r.Branch(
+		// Default catches get_field on a missing (null) row.
+		empty.And(dbRow.Field("name").Default(nil).Eq(name)),
+		dbRow.Delete(),
+		map[string]any{"deleted": 0, "errors": 0, "skipped": 1},
+	)
+	res, err := c.runWrite(ctx, what, q)
+	if err != nil {
+		return false, err
+	}
+	return res.Deleted > 0, nil
+}

@@ -1,0 +1,71 @@
+package proxy
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"slices"
+	"syscall"
+	"time"
+)
+
+// The test binary doubles as a fake `rethinkdb proxy`: when FAKEPROXY is
+// set, TestMain runs fakeMain instead of the tests. The fake prints the
+// real proxy's log lines (wording from logs/proxy.log), forks a helper into
+// its process group like rethinkdb does, and behaves according to the mode:
+//
+//	ready       print the lines, exit 0 on SIGTERM (helper ignores SIGTERM)
+//	ignoreterm  like ready but ignore SIGTERM
+//	exit        print an error before ready and exit 1
+//	neverready  listen but never say ready
+//	noports     say ready without the port lines
+const fakeEnv = "FAKEPROXY"
+
+const fakeID = "proxy-66d2e99c-0015-408e-8b4c-df0eef81f64e"
+
+func fakeMain(mode string) {
+	if mode == "helper" {
+		signal.Ignore(syscall.SIGTERM)
+		time.Sleep(time.Hour)
+		os.Exit(0)
+	}
+	args := os.Args[1:]
+	if len(args) == 0 || args[0] != "proxy" || !slices.Contains(args, "--join") {
+		fmt.Println("Error in command line: Option '--join' must be specified.")
+		os.Exit(1)
+	}
+	term := make(chan os.Signal, 1)
+	if mode == "ignoreterm" {
+		signal.Ignore(syscall.SIGTERM)
+	} else {
+		signal.Notify(term, syscall.SIGTERM)
+	}
+	helper := exec.Command(os.Args[0], "proxy", "--join", "helper")
+	helper.Env = append(os.Environ(), fakeEnv+"=helper")
+	helper.Stdout, helper.Stderr = os.Stdout, os.Stderr
+	if err := helper.Start(); err != nil {
+		fmt.Println("fork helper:", err)
+		os.Exit(2)
+	}
+
+	fmt.Println("Listening for intracluster connections on port 40747")
+	if mode == "exit" {
+		fmt.Fprintln(os.Stderr, "Error: boom, cannot join")
+		os.Exit(1)
+	}
+	fmt.Println(`Connected to server "server_3" 01c87574-ce6d-4611-8aaf-6286633dd822`)
+	if mode != "noports" {
+		fmt.Println("Listening for client driver connections on port 41235")
+	}
+	fmt.Println("Listening on cluster addresses: 127.0.0.1, ::1")
+	fmt.Println("Listening on driver addresses: 127.0.0.1, ::1")
+	fmt.Println("To fully expose RethinkDB on the network, bind to all addresses by running rethinkdb with the `--bind all` command line option.")
+	if mode != "neverready" {
+		fmt.Println("Proxy ready, " + fakeID)
+	}
+	<-term
+	fmt.Println("Server got SIGTERM from pid 16054, uid 0; shutting down...")
+	fmt.Println("Shutting down client connections...")
+	os.Exit(0)
+}

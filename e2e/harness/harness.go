@@ -1,0 +1,506 @@
+// Package harness runs rethinkdb servers, proxies and other programs for the
+// end-to-end scenarios, and cleans up after them.
+//
+// The binary is RETHINKDB_BIN if set (a real rethinkdb 2.4.4), else
+// RETHINKDB_SIM (the Makefile builds bin/rethinkdb-sim and sets it), else
+// ./cmd/rethinkdb-sim built once per test binary. Scenarios never ask which
+// one runs: everything here works the same against both, using only what the
+// recordings in e2e/testdata/rethinkdb-2.4.4 show a real server doing.
+//
+// All nodes share 127.0.0.1 with distinct, free ports: a real server bound
+// to one loopback address listens on every loopback address, so nodes on
+// 127.0.0.x addresses cannot share ports.
+package harness
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	r "gopkg.in/rethinkdb/rethinkdb-go.v6"
+)
+
+// Timeouts for start-up; generous for a loaded 2-core box.
+const (
+	StartTimeout = 60 * time.Second
+	LogTimeout   = 30 * time.Second
+)
+
+// Main runs the tests of an e2e package: use it from TestMain. After the
+// tests it kills any process a test left behind and fails the run if there
+// was one; an interrupt (^C) kills every child first.
+func Main(m *testing.M) {
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		sig, ok := <-sigs
+		if !ok {
+			return
+		}
+		killAll()
+		fmt.Fprintf(os.Stderr, "harness: got %v, killed every child process\n", sig)
+		os.Exit(2)
+	}()
+	code := m.Run()
+	signal.Stop(sigs)
+	if left := killAll(); len(left) > 0 {
+		fmt.Fprintf(os.Stderr, "harness: processes left running after the tests (killed now): %s\n", strings.Join(left, ", "))
+		if code == 0 {
+			code = 1
+		}
+	}
+	if buildDir != "" {
+		_ = os.RemoveAll(buildDir)
+	}
+	os.Exit(code)
+}
+
+var (
+	buildOnce sync.Once
+	buildDir  string
+	builtBin  string
+	buildErr  error
+)
+
+// Binary returns the rethinkdb binary the scenarios run (see the package doc).
+func Binary(t testing.TB) string {
+	t.Helper()
+	if b := os.Getenv("RETHINKDB_BIN"); b != "" {
+		return b
+	}
+	if b := os.Getenv("RETHINKDB_SIM"); b != "" {
+		return b
+	}
+	buildOnce.Do(func() {
+		buildDir, buildErr = os.MkdirTemp("", "rethinkdb-sim-build")
+		if buildErr != nil {
+			return
+		}
+		builtBin = filepath.Join(buildDir, "rethinkdb-sim")
+		cmd := exec.Command("go", "build", "-o", builtBin, "github.com/rethinkdb-agent/rethinkdb-agent/cmd/rethinkdb-sim")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build ./cmd/rethinkdb-sim: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatalf("harness: no RETHINKDB_BIN or RETHINKDB_SIM, and building the simulator failed: %v", buildErr)
+	}
+	return builtBin
+}
+
+// Cluster is a set of processes belonging to one test. Everything it starts
+// is killed when the test ends; if the test failed, every process's output
+// is printed.
+type Cluster struct {
+	t   testing.TB
+	bin string
+
+	mu    sync.Mutex
+	procs []*Process
+	names map[string]int
+}
+
+// New returns a Cluster bound to t.
+func New(t testing.TB) *Cluster {
+	t.Helper()
+	c := &Cluster{t: t, bin: Binary(t), names: map[string]int{}}
+	// Registered first, so it runs last: after every process is gone.
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		for _, p := range c.procs {
+			t.Logf("==== output of %s (%s %s):\n%s", p.Name, p.Path, strings.Join(p.Args, " "), indent(p.Output()))
+		}
+	})
+	return c
+}
+
+// uniqueName makes process names unique within the cluster (restarts,
+// several proxies): "proxy", "proxy#2", ...
+func (c *Cluster) uniqueName(name string) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.names[name]++
+	if n := c.names[name]; n > 1 {
+		return fmt.Sprintf("%s#%d", name, n)
+	}
+	return name
+}
+
+// start starts a process with cleanup: the process group is killed when the
+// test ends (before the temporary directories made so far are removed).
+func (c *Cluster) start(name, path string, args ...string) (*Process, error) {
+	dir := c.t.TempDir()
+	p, err := startProcess(c.uniqueName(name), dir, filepath.Join(dir, "output.log"), path, args...)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	c.procs = append(c.procs, p)
+	c.mu.Unlock()
+	c.t.Cleanup(func() {
+		defer func() {
+			if v := recover(); v != nil {
+				c.t.Errorf("harness: cleanup of %s panicked: %v", p.Name, v)
+			}
+		}()
+		p.Kill()
+	})
+	return p, nil
+}
+
+// StartProcess starts an arbitrary program (the agent, ...) with the same
+// process-group handling, output capture and cleanup as the servers. Its
+// working directory is a fresh temporary directory.
+func (c *Cluster) StartProcess(name, path string, args ...string) *Process {
+	c.t.Helper()
+	p, err := c.start(name, path, args...)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return p
+}
+
+// ServerOptions describes a server to start. Zero values are defaults.
+type ServerOptions struct {
+	// Name is --server-name (none if empty: the server generates one).
+	Name string
+	// Join lists nodes to --join (their cluster address); JoinAddrs adds
+	// raw host:port values.
+	Join      []*Node
+	JoinAddrs []string
+	// Dir is the data directory; a fresh temporary one if empty.
+	Dir string
+	// Ports; 0 picks a free port on 127.0.0.1.
+	ClusterPort, DriverPort, HTTPPort int
+	// HTTPAdmin keeps the web console (on HTTPPort); otherwise --no-http-admin.
+	HTTPAdmin bool
+	// CacheSizeMB is --cache-size (omitted when 0). The recordings used 256.
+	CacheSizeMB int
+	// InitialPassword is passed in a --config-file, never on the command
+	// line (server_status.process.argv shows argv to every client).
+	InitialPassword string
+	// Args are extra command-line arguments.
+	Args []string
+	// NoWait returns as soon as the process started, without waiting for
+	// "Server ready" (e.g. a server whose --join peers are unreachable).
+	NoWait bool
+}
+
+// Node is a server or a proxy started by the harness.
+type Node struct {
+	*Process
+	c    *Cluster
+	opts ServerOptions
+
+	// ID is the server's uuid, or "proxy-<uuid>" for a proxy, once ready.
+	ID string
+	// ServerName is the name in "Server ready" (empty for a proxy).
+	ServerName string
+
+	proxy bool
+	joins []string
+	// Ports in use; for a proxy they are read from its log.
+	ClusterPort, DriverPort, HTTPPort int
+}
+
+// Proxy is a `rethinkdb proxy` started by the harness.
+type Proxy struct{ *Node }
+
+// ClusterAddr is "127.0.0.1:<cluster port>", for --join.
+func (n *Node) ClusterAddr() string { return "127.0.0.1:" + strconv.Itoa(n.ClusterPort) }
+
+// DriverAddr is "127.0.0.1:<driver port>", for clients.
+func (n *Node) DriverAddr() string { return "127.0.0.1:" + strconv.Itoa(n.DriverPort) }
+
+// Dir is the node's data directory ("" for a proxy).
+func (n *Node) Dir() string { return n.opts.Dir }
+
+var (
+	readyRE        = regexp.MustCompile(`^Server ready, "([^"]*)" ([0-9a-f-]{36})$`)
+	proxyReadyRE   = regexp.MustCompile(`^Proxy ready, (proxy-[0-9a-f-]{36})$`)
+	clusterPortRE  = regexp.MustCompile(`^Listening for intracluster connections on port (\d+)$`)
+	driverPortRE   = regexp.MustCompile(`^Listening for client driver connections on port (\d+)$`)
+	addrInUseRE    = regexp.MustCompile(`Address already in use`)
+	maxStartTrials = 3
+)
+
+// StartServer starts a rethinkdb server on 127.0.0.1 and waits until it
+// logs "Server ready" (unless opts.NoWait).
+func (c *Cluster) StartServer(opts ServerOptions) *Node {
+	c.t.Helper()
+	if opts.Dir == "" {
+		opts.Dir = filepath.Join(c.t.TempDir(), "data")
+	}
+	n := &Node{c: c}
+	if err := n.launch(opts); err != nil {
+		c.t.Fatal(err)
+	}
+	return n
+}
+
+// launch starts the server process, retrying with new ports when ports the
+// harness picked were taken in the meantime.
+func (n *Node) launch(opts ServerOptions) error {
+	c := n.c
+	for trial := 1; ; trial++ {
+		o := opts
+		picked := o.ClusterPort == 0 || o.DriverPort == 0 || o.HTTPAdmin && o.HTTPPort == 0
+		if o.ClusterPort == 0 {
+			o.ClusterPort = freePort()
+		}
+		if o.DriverPort == 0 {
+			o.DriverPort = freePort()
+		}
+		if o.HTTPAdmin && o.HTTPPort == 0 {
+			o.HTTPPort = freePort()
+		}
+		args, err := serverArgs(c.t, o)
+		if err != nil {
+			return err
+		}
+		name := o.Name
+		if name == "" {
+			name = "server"
+		}
+		p, err := c.start(name, c.bin, args...)
+		if err != nil {
+			return err
+		}
+		n.Process, n.opts, n.proxy = p, o, false
+		n.ClusterPort, n.DriverPort, n.HTTPPort = o.ClusterPort, o.DriverPort, o.HTTPPort
+		if o.NoWait {
+			return nil
+		}
+		m, err := p.awaitOutput("Server ready", StartTimeout, firstMatch(readyRE))
+		if err == nil {
+			n.ServerName, n.ID = m[1], m[2]
+			return nil
+		}
+		if _, exited := err.(*exitedError); exited && picked && trial < maxStartTrials && addrInUseRE.MatchString(p.Output()) {
+			continue
+		}
+		p.Kill()
+		return err
+	}
+}
+
+func firstMatch(re *regexp.Regexp) func(string) []string {
+	return func(out string) []string {
+		for _, line := range strings.Split(out, "\n") {
+			if m := re.FindStringSubmatch(line); m != nil {
+				return m
+			}
+		}
+		return nil
+	}
+}
+
+func serverArgs(t testing.TB, o ServerOptions) ([]string, error) {
+	args := []string{"--directory", o.Dir}
+	if o.Name != "" {
+		args = append(args, "--server-name", o.Name)
+	}
+	args = append(args, "--cluster-port", strconv.Itoa(o.ClusterPort), "--driver-port", strconv.Itoa(o.DriverPort))
+	if o.HTTPAdmin {
+		args = append(args, "--http-port", strconv.Itoa(o.HTTPPort))
+	} else {
+		args = append(args, "--no-http-admin")
+	}
+	args = append(args, "--bind", "127.0.0.1")
+	if o.CacheSizeMB > 0 {
+		args = append(args, "--cache-size", strconv.Itoa(o.CacheSizeMB))
+	}
+	for _, j := range o.Join {
+		args = append(args, "--join", j.ClusterAddr())
+	}
+	for _, j := range o.JoinAddrs {
+		args = append(args, "--join", j)
+	}
+	if o.InitialPassword != "" {
+		f := filepath.Join(t.TempDir(), "rethinkdb.conf")
+		if err := os.WriteFile(f, []byte("initial-password="+o.InitialPassword+"\n"), 0o600); err != nil {
+			return nil, fmt.Errorf("harness: config file: %w", err)
+		}
+		args = append(args, "--config-file", f)
+	}
+	return append(args, o.Args...), nil
+}
+
+// Restart stops the server (SIGTERM) and starts it again on the same data
+// directory and ports. opts replaces the options of the first start, except
+// that an empty Dir and zero ports keep the previous ones.
+func (n *Node) Restart(opts ServerOptions) {
+	n.c.t.Helper()
+	if n.proxy {
+		n.c.t.Fatal("harness: Restart of a proxy; start a new one")
+	}
+	n.Stop()
+	if opts.Dir == "" {
+		opts.Dir = n.opts.Dir
+	}
+	if opts.ClusterPort == 0 {
+		opts.ClusterPort = n.ClusterPort
+	}
+	if opts.DriverPort == 0 {
+		opts.DriverPort = n.DriverPort
+	}
+	if opts.HTTPPort == 0 {
+		opts.HTTPPort = n.HTTPPort
+	}
+	if err := n.launch(opts); err != nil {
+		n.c.t.Fatal(err)
+	}
+}
+
+// StartProxy starts `rethinkdb proxy --join <each node>` on free ports
+// (--cluster-port 0 --driver-port 0 --no-http-admin), reads its ports from
+// its log and waits for "Proxy ready".
+func (c *Cluster) StartProxy(joins ...*Node) *Proxy {
+	c.t.Helper()
+	args := []string{"proxy"}
+	var addrs []string
+	for _, j := range joins {
+		args = append(args, "--join", j.ClusterAddr())
+		addrs = append(addrs, j.ClusterAddr())
+	}
+	args = append(args, "--cluster-port", "0", "--driver-port", "0", "--no-http-admin", "--bind", "127.0.0.1")
+	p, err := c.start("proxy", c.bin, args...)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	n := &Node{Process: p, c: c, proxy: true, joins: addrs}
+	n.ClusterPort = atoiOrFatal(c.t, p.WaitLogMatch(c.t, clusterPortRE, StartTimeout)[1])
+	n.DriverPort = atoiOrFatal(c.t, p.WaitLogMatch(c.t, driverPortRE, StartTimeout)[1])
+	n.ID = p.WaitLogMatch(c.t, proxyReadyRE, StartTimeout)[1]
+	return &Proxy{n}
+}
+
+func atoiOrFatal(t testing.TB, s string) int {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatalf("harness: bad port %q in log", s)
+	}
+	return n
+}
+
+// Session connects a rethinkdb-go session to the node's driver port,
+// retrying until it answers (up to StartTimeout). It is closed at cleanup.
+func (n *Node) Session(t testing.TB) *r.Session {
+	t.Helper()
+	var s *r.Session
+	var last error
+	Eventually(t, StartTimeout, func() (bool, string) {
+		var err error
+		s, err = r.Connect(r.ConnectOpts{
+			Address:  n.DriverAddr(),
+			Password: n.opts.InitialPassword,
+			Timeout:  5 * time.Second,
+		})
+		if err != nil {
+			last = err
+			return false, fmt.Sprintf("connect to %s (%s): %v", n.Name, n.DriverAddr(), last)
+		}
+		return true, ""
+	})
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// Eventually polls cond until it returns true, and fails the test with the
+// last message if it does not within timeout.
+func Eventually(t testing.TB, timeout time.Duration, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		ok, msg := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("condition not met within %v: %s", timeout, msg)
+		}
+		<-tick.C
+	}
+}
+
+// Consistently checks that cond holds at every poll during d, and fails the
+// test at the first time it does not.
+func Consistently(t testing.TB, d time.Duration, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if ok, msg := cond(); !ok {
+			t.Fatalf("condition stopped holding: %s", msg)
+		}
+		if time.Now().After(deadline) {
+			return
+		}
+		<-tick.C
+	}
+}
+
+// freePort returns a port free on 127.0.0.1 and ::1 (a real server bound
+// to 127.0.0.1 also listens on ::1) and not handed out before by this test
+// binary.
+func freePort() int {
+	for {
+		l, err := net.Listen("tcp4", "127.0.0.1:0")
+		if err != nil {
+			panic(fmt.Sprintf("harness: no free port: %v", err))
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l6, err6 := net.Listen("tcp6", "[::1]:"+strconv.Itoa(port))
+		_ = l.Close()
+		if err6 == nil {
+			_ = l6.Close()
+		} else if !strings.Contains(err6.Error(), "cannot assign") && !strings.Contains(err6.Error(), "address family") {
+			continue // in use on ::1
+		}
+		portsMu.Lock()
+		seen := portsGiven[port]
+		portsGiven[port] = true
+		portsMu.Unlock()
+		if !seen {
+			return port
+		}
+	}
+}
+
+var (
+	portsMu    sync.Mutex
+	portsGiven = map[int]bool{}
+)
+
+// Query runs a read query with raw time format (documents exactly as the
+// server sends them, as in the recordings) and returns all rows.
+func Query(ctx context.Context, s *r.Session, q r.Term) ([]any, error) {
+	cur, err := q.Run(s, r.RunOpts{TimeFormat: "raw", Context: ctx})
+	if err != nil {
+		return nil, err
+	}
+	defer cur.Close()
+	var rows []any
+	if err := cur.All(&rows); err != nil {
+		return nil, err
+	}
+	return rows, nil
+}

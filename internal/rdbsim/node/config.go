@@ -5,7 +5,6 @@
 package node
 
 import (
-	"context"
 	"errors"
 	"io"
 	"time"
@@ -36,7 +35,7 @@ type Config struct {
 	CanonicalAddresses []string
 	// Ports, already adjusted by --port-offset. 0 picks a free port.
 	ClusterPort, DriverPort, HTTPPort int
-	NoHTTPAdmin                      bool
+	NoHTTPAdmin                       bool
 	// Join lists --join host:port values.
 	Join []string
 	// InitialPassword is --initial-password for a new data directory
@@ -49,6 +48,8 @@ type Config struct {
 	ClusterTLSKey, ClusterTLSCert, ClusterTLSCA string
 	// Argv is the process command line, shown in server_status.process.argv.
 	Argv []string
+	// CacheSizeMB is --cache-size in MB; 0 means "auto".
+	CacheSizeMB float64
 	// Log receives the server's log lines, one per Write, with the real
 	// server's wording.
 	Log io.Writer
@@ -56,13 +57,3 @@ type Config struct {
 
 // ErrNotImplemented is returned by stubs that are not built yet.
 var ErrNotImplemented = errors.New("rethinkdb-sim: not implemented")
-
-// Run starts the node and serves until ctx ends, then shuts down and returns.
-// It prints the real server's log lines to cfg.Log: the listening ports,
-// "Server ready, \"name\" uuid" or "Proxy ready, proxy-uuid", and the
-// connected/disconnected lines.
-func Run(ctx context.Context, cfg Config) error {
-	_ = ctx
-	_ = cfg
-	return ErrNotImplemented
-}

@@ -18,8 +18,9 @@ import (
 
 // The cluster protocol between sims: frames of a 4-byte big-endian length
 // followed by a JSON object. A connection starts with both sides sending
-// "hello"; then the side with the lower id (the pair's arbiter) answers "ok"
-// or "reject", so two simultaneous dials leave exactly one connection. After
+// "hello"; the dialler checks it reached the server it expected and sends
+// "go"; then the side with the lower id (the pair's arbiter) answers "ok" or
+// "reject", so two simultaneous dials leave exactly one connection. After
 // that the sides exchange "meta" (metadata to merge), "state" (the sender's
 // ports and its connected peers, from which everyone learns whom to dial),
 // "req"/"resp" (table operations forwarded to a table's primary) and "data"
@@ -43,6 +44,7 @@ type nodeInfo struct {
 	Hostname    string     `json:"hostname"`
 	ReqlPort    int        `json:"reql_port"`
 	HTTPPort    int        `json:"http_port"`
+	NoHTTP      bool       `json:"no_http,omitempty"`
 	Argv        []string   `json:"argv"`
 	PID         int        `json:"pid"`
 	Started     float64    `json:"started"`
@@ -180,7 +182,7 @@ func (n *Node) selfInfo() *nodeInfo {
 func (n *Node) selfInfoLocked() *nodeInfo {
 	info := &nodeInfo{
 		ID: n.id, Proxy: n.proxy, ClusterPort: n.clusterPort, Canonical: n.canonical,
-		Hostname: n.hostname, ReqlPort: n.driverPort, HTTPPort: n.httpPort,
+		Hostname: n.hostname, ReqlPort: n.driverPort, HTTPPort: n.httpPort, NoHTTP: n.cfg.NoHTTPAdmin,
 		Argv: n.cfg.Argv, PID: n.pid, Started: epoch(n.started), CacheMB: n.processCacheMB(),
 	}
 	if s := n.meta.Servers[n.id]; s != nil && !n.proxy {
@@ -264,6 +266,18 @@ func (n *Node) handshake(ctx context.Context, c net.Conn, dialled, expect string
 			return info.ID, errRefused
 		}
 		n.mu.Unlock()
+		// Only now may the acceptor count the connection: a refused one
+		// must leave no trace on either side.
+		if err := writeFrame(c, encode(&frame{T: "go"})); err != nil {
+			c.Close()
+			return info.ID, err
+		}
+	} else {
+		f, err := readFrame(r)
+		if err != nil || f.T != "go" {
+			c.Close()
+			return info.ID, errRefused
+		}
 	}
 
 	pc := &peerConn{
@@ -273,11 +287,11 @@ func (n *Node) handshake(ctx context.Context, c net.Conn, dialled, expect string
 	if n.id < info.ID {
 		// We arbitrate: the first connection to reach this point wins.
 		n.mu.Lock()
-		if n.closing || n.conns[info.ID] != nil {
+		if closing := n.closing; closing || n.conns[info.ID] != nil {
 			n.mu.Unlock()
 			_ = writeFrame(c, encode(&frame{T: "reject"}))
 			c.Close()
-			if n.closing {
+			if closing {
 				return info.ID, errShutdown
 			}
 			return info.ID, errDup

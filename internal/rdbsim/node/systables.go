@@ -172,7 +172,7 @@ func (n *Node) serverStatusRowsLocked(uuid bool) []map[string]any {
 			addrs = []any{}
 		}
 		var httpPort any = float64(v.info.HTTPPort)
-		if v.info.HTTPPort == 0 {
+		if v.info.NoHTTP {
 			httpPort = "<no http admin>"
 		}
 		var argv []any

@@ -35,23 +35,35 @@ func Dial(ctx context.Context, opts Options) (*Client, error) {
 	}
 	// r.Connect has no context; run it aside so ctx can still abandon it.
 	// Timeout bounds it, so the goroutine ends soon after.
+	copts := r.ConnectOpts{
+		Address:  opts.Address,
+		Username: opts.user(),
+		Password: opts.Password,
+		// The driver uses these only for calls without a context,
+		// such as Session.Server().
+		Timeout:      opts.timeout(),
+		ReadTimeout:  opts.timeout(),
+		WriteTimeout: opts.timeout(),
+		TLSConfig:    opts.TLS,
+		// Connections are multiplexed, but a few let two changefeeds
+		// and a View read run side by side without queueing.
+		InitialCap: 1,
+		MaxOpen:    4,
+	}
 	ch := make(chan result, 1)
 	go func() {
-		s, err := r.Connect(r.ConnectOpts{
-			Address:  opts.Address,
-			Username: opts.user(),
-			Password: opts.Password,
-			// The driver uses these only for calls without a context,
-			// such as Session.Server().
-			Timeout:      opts.timeout(),
-			ReadTimeout:  opts.timeout(),
-			WriteTimeout: opts.timeout(),
-			TLSConfig:    opts.TLS,
-			// Connections are multiplexed, but a few let two changefeeds
-			// and a View read run side by side without queueing.
-			InitialCap: 1,
-			MaxOpen:    4,
-		})
+		// rethinkdb-go v6.2.1 leaks a goroutine (its host pool's decay
+		// loop) on every failed r.Connect, and the agent redials nodes
+		// that are down. So first try one plain connection, which fails
+		// the same way (refused, auth) without leaking, and only then
+		// build the session.
+		probe, err := r.NewConnection(opts.Address, &copts)
+		if err != nil {
+			ch <- result{nil, err}
+			return
+		}
+		_ = probe.Close()
+		s, err := r.Connect(copts)
 		ch <- result{s, err}
 	}()
 	select {

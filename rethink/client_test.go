@@ -1,0 +1,58 @@
+package rethink
+
+import (
+	"context"
+	"net"
+	"strings"
+	"testing"
+	"time"
+)
+
+// A refused dial is an error naming the address and leaks nothing (goleak
+// in TestMain checks the driver's host pool goroutine).
+func TestDialRefused(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	for range 3 {
+		_, err := Dial(context.Background(), Options{Address: addr, Password: "pw-secret", Timeout: time.Second})
+		if err == nil || !strings.Contains(err.Error(), addr) || strings.Contains(err.Error(), "pw-secret") {
+			t.Fatalf("err = %v", err)
+		}
+	}
+}
+
+// A server that accepts but never answers: ctx ends the dial.
+func TestDialContext(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	_, err = Dial(ctx, Options{Address: l.Addr().String(), Timeout: 500 * time.Millisecond})
+	if err == nil || !strings.Contains(err.Error(), "deadline") {
+		t.Fatalf("err = %v", err)
+	}
+	// The abandoned handshake ends when the listener's connections close;
+	// goleak in TestMain checks that.
+}
+
+func TestDialEmptyAddress(t *testing.T) {
+	if _, err := Dial(context.Background(), Options{}); err == nil {
+		t.Fatal("no error")
+	}
+}

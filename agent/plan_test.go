@@ -139,7 +139,7 @@ func TestPlan(t *testing.T) {
 		{
 			name: "a rename target that is taken gets the whole uuid", policy: PolicyRenameAll,
 			view: rethink.View{
-				DBs: []rethink.DB{{ID: appA, Name: "app"}, {ID: appB, Name: "app"}, {ID: "zz", Name: "app_cfe3bed7"}},
+				DBs:    []rethink.DB{{ID: appA, Name: "app"}, {ID: appB, Name: "app"}, {ID: "zz", Name: "app_cfe3bed7"}},
 				Issues: []rethink.Issue{{Type: rethink.IssueDBNameCollision, Name: "app", IDs: []string{appA, appB}}},
 			},
 			want: []Action{

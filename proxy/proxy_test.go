@@ -24,7 +24,17 @@ func TestMain(m *testing.M) {
 	}
 	// Race-built fakes would otherwise sleep 1s at exit.
 	os.Setenv("GORACE", strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
-	goleak.VerifyTestMain(m)
+	code := m.Run()
+	if simPath != "" && os.Getenv("RETHINKDB_SIM") == "" {
+		os.RemoveAll(filepath.Dir(simPath))
+	}
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			os.Stderr.WriteString("goleak: " + err.Error() + "\n")
+			code = 1
+		}
+	}
+	os.Exit(code)
 }
 
 // syncBuffer is a log sink safe for concurrent writes.

@@ -16,6 +16,9 @@ type Client struct {
 
 	closeOnce sync.Once
 	closeErr  error
+
+	// feedFn runs one changefeed; tests replace it. Nil means c.feed.
+	feedFn func(ctx context.Context, table string, notify func()) error
 }
 
 // ErrProxy is returned by Self and View when the address is a proxy's

@@ -59,7 +59,11 @@ func (c *Client) follow(ctx context.Context, table string, notify func()) {
 	b.MaxInterval = c.opts.pollInterval()
 	for {
 		started := time.Now()
-		err := c.feed(ctx, table, notify)
+		feed := c.feedFn
+		if feed == nil {
+			feed = c.feed
+		}
+		err := feed(ctx, table, notify)
 		if ctx.Err() != nil {
 			return
 		}

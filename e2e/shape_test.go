@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -13,13 +14,28 @@ import (
 	r "gopkg.in/rethinkdb/rethinkdb-go.v6"
 )
 
+// tableID is the id of db.table in table_config ("" if there is none).
+func tableID(t *testing.T, s *r.Session, db, table string) string {
+	t.Helper()
+	for _, row := range mustSystemTable(t, s, "table_config") {
+		if row["db"] == db && row["name"] == table {
+			id, _ := row["id"].(string)
+			return id
+		}
+	}
+	return ""
+}
+
 var systemTables = []string{"current_issues", "db_config", "server_config", "server_status", "table_config"}
 
 // compareWithRecording compares every system table as seen through s with
 // the recording <prefix>_<table>.json, by shape (field names and JSON types).
-func compareWithRecording(t *testing.T, prefix string, s *r.Session) {
+func compareWithRecording(t *testing.T, prefix string, s *r.Session, tables ...string) {
 	t.Helper()
-	for _, table := range systemTables {
+	if len(tables) == 0 {
+		tables = systemTables
+	}
+	for _, table := range tables {
 		name := prefix + "_" + table + ".json"
 		t.Run(strings.TrimSuffix(name, ".json"), func(t *testing.T) {
 			b, err := os.ReadFile(filepath.Join("testdata", "rethinkdb-2.4.4", "system-tables", name))
@@ -50,8 +66,8 @@ func compareWithRecording(t *testing.T, prefix string, s *r.Session) {
 
 // TestSystemTableShapes replays the recorded scenario (README "The
 // scenario", with the recorded options: named servers, HTTP admin on,
-// --cache-size 256) and compares each system table at phases 01-04 and 06
-// with the recording, by shape.
+// --cache-size 256) and compares each system table at phases 01-06 with the
+// recording, by shape.
 func TestSystemTableShapes(t *testing.T) {
 	t.Parallel()
 	c := harness.New(t)
@@ -122,6 +138,56 @@ func TestSystemTableShapes(t *testing.T) {
 	})
 	compareWithRecording(t, "04_after_resolve_via_server_1", ss1)
 	compareWithRecording(t, "04_after_resolve_via_server_3", ss3)
+
+	// Phase 05, as recorded (transcripts/step8_proxy_driver.txt, then
+	// step7a_move_table.txt): writes through the proxy, then table moves.
+	ids := dbIDsByName(t, ss1)
+	var appA, testB string // the renamed `app` of cluster A, `test` of cluster B
+	for name := range ids {
+		if strings.HasPrefix(name, "app_") && tableID(t, ss1, name, "items_t1") != "" {
+			appA = name
+		}
+		if strings.HasPrefix(name, "test_") && tableID(t, ss1, name, "t3") != "" {
+			testB = name
+		}
+	}
+	if appA == "" || testB == "" {
+		t.Fatalf("cannot find the renamed databases in %v", ids)
+	}
+	testA := ""
+	for name := range ids {
+		if strings.HasPrefix(name, "test_") && name != testB {
+			testA = name
+		}
+	}
+	if res := runWrite(t, ps, r.DB(testB).Table("t3").Insert(map[string]any{"id": 100, "via": "proxy"})); res.Inserted != 1 {
+		t.Fatalf("insert through the proxy: %+v", res)
+	}
+	runWrite(t, ps, r.DB(appA).TableCreate("via_proxy"))
+	if res := runWrite(t, ps, r.DB(appA).Table("via_proxy").Insert(map[string]any{"id": 100, "via": "proxy"})); res.Inserted != 1 {
+		t.Fatalf("insert through the proxy: %+v", res)
+	}
+	moveTable := func(db, table, to string) (r.WriteResponse, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
+		defer cancel()
+		return r.DB("rethinkdb").Table("table_config").Get(tableID(t, ss1, db, table)).
+			Update(map[string]any{"db": to}).RunWrite(ss1, r.RunOpts{Context: ctx})
+	}
+	for _, mv := range [][2]string{{testA, "t1"}, {testB, "t3"}} {
+		if res, err := moveTable(mv[0], mv[1], appA); err != nil || res.Replaced != 1 {
+			t.Fatalf("move %s.%s to %s: %+v, %v", mv[0], mv[1], appA, res, err)
+		}
+	}
+	wantErr := "The change you're trying to make to `rethinkdb.table_config` has the wrong format. Database `no_such_db` does not exist."
+	if res, _ := moveTable(appA, "t3", "no_such_db"); res.Errors != 1 || res.FirstError != wantErr {
+		t.Errorf("move into a missing database: %+v, want the error %q", res, wantErr)
+	}
+	runWrite(t, ss1, r.DB(testB).TableCreate("t1"))
+	wantErr = "Can't rename table `" + testB + ".t1` to `" + appA + ".t1` because table `" + appA + ".t1` already exists."
+	if res, _ := moveTable(testB, "t1", appA); res.Errors != 1 || res.FirstError != wantErr {
+		t.Errorf("move onto an existing name: %+v, want the error %q", res, wantErr)
+	}
+	compareWithRecording(t, "05_after_table_moves", ss1, "table_config")
 
 	p.Stop()
 	harness.Eventually(t, mergeTimeout, func() (bool, string) {

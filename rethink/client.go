@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 
 	r "gopkg.in/rethinkdb/rethinkdb-go.v6"
@@ -147,8 +149,10 @@ func (c *Client) serverID(ctx context.Context) (string, error) {
 	if res.resp.ID == "" {
 		return "", fmt.Errorf("server info from %s: empty id", c.opts.Address)
 	}
-	// A proxy answers {id, proxy: true} without a name.
-	if res.resp.Name == "" {
+	// A proxy answers {id, proxy: true} without a name (the driver's
+	// ServerResponse has no proxy field). Server names are [A-Za-z0-9_]
+	// only, so a "proxy-" name cannot be a server's either.
+	if res.resp.Name == "" || strings.HasPrefix(res.resp.Name, "proxy-") {
 		return "", fmt.Errorf("%s (proxy-%s): %w", c.opts.Address, res.resp.ID, ErrProxy)
 	}
 	return res.resp.ID, nil
@@ -171,6 +175,9 @@ func (c *Client) Self(ctx context.Context) (Server, error) {
 	servers, err := DecodeServers(status, config)
 	if err != nil {
 		return Server{}, err
+	}
+	if len(servers) == 0 {
+		return Server{}, c.notInStatus(ctx, id)
 	}
 	if len(servers) != 1 {
 		return Server{}, fmt.Errorf("rethinkdb.server_status at %s has %d rows for the connected server %s", c.opts.Address, len(servers), id)
@@ -203,5 +210,23 @@ func (c *Client) View(ctx context.Context) (View, error) {
 			return View{}, err
 		}
 	}
-	return BuildView(id, rows)
+	v, err := BuildView(id, rows)
+	if err != nil && errors.Is(err, errSelfMissing) {
+		if servers, derr := DecodeServers(rows.ServerStatus, nil); derr == nil && slices.Contains(proxies(servers), "proxy-"+id) {
+			return View{}, fmt.Errorf("%s (proxy-%s): %w", c.opts.Address, id, ErrProxy)
+		}
+	}
+	return v, err
+}
+
+// notInStatus explains why the connected server has no server_status row:
+// it is a proxy that the servers list as connected, or something odd.
+func (c *Client) notInStatus(ctx context.Context, id string) error {
+	rows, err := c.readAll(ctx, "server_status", sys("server_status"))
+	if err == nil {
+		if servers, err := DecodeServers(rows, nil); err == nil && slices.Contains(proxies(servers), "proxy-"+id) {
+			return fmt.Errorf("%s (proxy-%s): %w", c.opts.Address, id, ErrProxy)
+		}
+	}
+	return fmt.Errorf("rethinkdb.server_status at %s has no row for the connected server %s: %w", c.opts.Address, id, errSelfMissing)
 }

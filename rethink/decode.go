@@ -2,6 +2,7 @@ package rethink
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"sort"
@@ -377,6 +378,9 @@ func DecodeTables(rows []map[string]any, dbs []DB) ([]Table, error) {
 	return out, nil
 }
 
+// errSelfMissing: the connected server has no server_status row.
+var errSelfMissing = errors.New("not a server in server_status")
+
 // Rows holds the raw contents of the system tables a View is built from.
 type Rows struct {
 	ServerStatus  []map[string]any
@@ -404,7 +408,7 @@ func BuildView(selfID string, rows Rows) (View, error) {
 	}
 	self, ok := v.Server(selfID)
 	if !ok {
-		return View{}, fmt.Errorf("rethinkdb.server_status has no row for the connected server %s", selfID)
+		return View{}, fmt.Errorf("rethinkdb.server_status has no row for the connected server %s: %w", selfID, errSelfMissing)
 	}
 	v.Self = self
 	v.Proxies = proxies(v.Servers)

@@ -160,24 +160,11 @@ func dialSim(t *testing.T, p *simProc) *Client {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	c, err := Dial(ctx, Options{Address: p.DriverAddr(), Timeout: 5 * time.Second})
-	if err != nil && simNotSpeaking(err) {
-		msg := fmt.Sprintf("!!! SKIPPING: rethinkdb-sim does not answer rethinkdb-go's handshake yet: %v", err)
-		fmt.Fprintln(os.Stderr, msg)
-		t.Skip(msg)
-	}
 	if err != nil {
 		t.Fatalf("dial %s: %v\n%s", p.DriverAddr(), err, p.Output())
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
-}
-
-// simNotSpeaking reports a driver port that drops the handshake, as the
-// sim did while its driver protocol was being written.
-// TODO(rethink): remove once the sim's driver port is complete.
-func simNotSpeaking(err error) bool {
-	s := err.Error()
-	return strings.Contains(s, "Unexpected EOF") || strings.Contains(s, "connection reset by peer")
 }
 
 // eventually polls cond until it holds or the deadline passes.

@@ -55,8 +55,8 @@ func (c *Client) Watch(ctx context.Context) <-chan struct{} {
 func (c *Client) follow(ctx context.Context, table string, notify func()) {
 	log := c.opts.logger().With("table", table, "address", c.opts.Address)
 	b := backoff.NewExponentialBackOff()
-	b.InitialInterval = 100 * time.Millisecond
 	b.MaxInterval = c.opts.pollInterval()
+	b.InitialInterval = min(100*time.Millisecond, b.MaxInterval)
 	for {
 		started := time.Now()
 		feed := c.feedFn

@@ -10,9 +10,16 @@ import (
 
 // The writes below are conditional: each changes a row only when the field
 // still holds the value the caller saw (compare-and-set inside one update
-// function, evaluated atomically on the row by the server). Two agents acting
-// on the same view therefore cannot rename twice; the loser sees
-// changed=false and re-reads.
+// function), so a write based on a stale view does nothing and reports
+// changed=false.
+//
+// This is not a lock. For system tables RethinkDB reads the row, runs the
+// function and writes the row as separate steps that other queries can
+// interleave with, and writes made on different servers are merged
+// last-writer-wins. Two agents racing on the same view can therefore both
+// see changed=true. The agent must make racing agents agree: derive target
+// names deterministically (e.g. name_<first uuid block>, as the seed post
+// does) so that both write the same value.
 
 // writeResult is the part of a write response we look at.
 type writeResult struct {

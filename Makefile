@@ -27,7 +27,8 @@ unit:
 # End-to-end scenarios: against rethinkdb-sim by default, against a real
 # server when RETHINKDB_BIN=/path/to/rethinkdb is set.
 e2e: build
-	RETHINKDB_SIM=$(CURDIR)/$(BIN)/rethinkdb-sim $(GO) test -count=1 -timeout 20m ./e2e/...
+	RETHINKDB_SIM=$(CURDIR)/$(BIN)/rethinkdb-sim RETHINKDB_AGENT_BIN=$(CURDIR)/$(BIN)/rethinkdb-agent \
+		$(GO) test -count=1 -timeout 20m ./e2e/...
 
 test: vet unit e2e
 

@@ -158,7 +158,10 @@ const StopTimeout = 15 * time.Second
 // Stop sends SIGTERM to the process group, waits for the exit up to
 // StopTimeout, then kills the group. It reports whether the process exited
 // by itself.
-func (p *Process) Stop() bool {
+func (p *Process) Stop() bool { return p.StopWithin(StopTimeout) }
+
+// StopWithin is Stop with another deadline.
+func (p *Process) StopWithin(timeout time.Duration) bool {
 	if !p.Running() {
 		return true
 	}
@@ -168,7 +171,7 @@ func (p *Process) Stop() bool {
 		// The helper a real server forks may outlive the parent briefly.
 		p.signalGroup(syscall.SIGKILL)
 		return true
-	case <-time.After(StopTimeout):
+	case <-time.After(timeout):
 	}
 	p.Kill()
 	return false

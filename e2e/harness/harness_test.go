@@ -1,0 +1,121 @@
+package harness
+
+import (
+	"errors"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// gone reports whether pid has exited (a zombie counts as exited: in a
+// container nobody may reap a reparented child).
+func gone(pid int) bool {
+	if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+		return true
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return true
+	}
+	fields := strings.Fields(string(b))
+	return len(fields) > 2 && fields[2] == "Z"
+}
+
+func TestProcessOutputAndStop(t *testing.T) {
+	c := &Cluster{t: t, names: map[string]int{}}
+	p := c.StartProcess("sh", "/bin/sh", "-c", `echo hello; echo "Listening on port 4242" >&2; exec sleep 100`)
+	if line := p.WaitLog(t, "hello", 10*time.Second); line != "hello" {
+		t.Errorf("WaitLog line %q", line)
+	}
+	m := p.WaitLogMatch(t, regexp.MustCompile(`port (\d+)$`), 10*time.Second)
+	if m[1] != "4242" {
+		t.Errorf("WaitLogMatch %q", m)
+	}
+	if !p.Stop() {
+		t.Error("sleep did not stop on SIGTERM")
+	}
+	if p.Running() || p.ExitCode() != -1 {
+		t.Errorf("after Stop: running %v, exit code %d", p.Running(), p.ExitCode())
+	}
+	if got := p.Output(); got != "hello\nListening on port 4242\n" {
+		t.Errorf("output %q", got)
+	}
+	log, err := os.ReadFile(p.LogPath)
+	if err != nil || string(log) != p.Output() {
+		t.Errorf("log file %q (%v), want the output", log, err)
+	}
+}
+
+func TestStopKillsAGroupThatIgnoresSIGTERM(t *testing.T) {
+	c := &Cluster{t: t, names: map[string]int{}}
+	// The shell forks a child, as a real rethinkdb does; both ignore SIGTERM.
+	p := c.StartProcess("stubborn", "/bin/sh", "-c", `trap "" TERM; sleep 100 & echo child $!; wait`)
+	m := p.WaitLogMatch(t, regexp.MustCompile(`^child (\d+)$`), 10*time.Second)
+	child, _ := strconv.Atoi(m[1])
+	if p.StopWithin(200 * time.Millisecond) {
+		t.Error("StopWithin reports a clean exit for a process that ignores SIGTERM")
+	}
+	if !gone(p.Pid()) {
+		t.Error("the process survived")
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !gone(child) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the forked child %d survived the group kill", child)
+		}
+		time.Sleep(10 * time.Millisecond) // polling a pid: no event to wait on
+	}
+}
+
+func TestWaitLogReportsAnEarlyExit(t *testing.T) {
+	c := &Cluster{t: t, names: map[string]int{}}
+	p := c.StartProcess("short", "/bin/sh", "-c", `echo bye`)
+	_, err := p.awaitOutput("never", 10*time.Second, func(string) []string { return nil })
+	var ee *exitedError
+	if !errors.As(err, &ee) || !strings.Contains(err.Error(), "bye") {
+		t.Errorf("error %v, want an exitedError quoting the output", err)
+	}
+}
+
+func TestRunCommand(t *testing.T) {
+	out, code := RunCommand(t, 10*time.Second, "/bin/sh", "-c", "echo out; echo err >&2; exit 3")
+	if out != "out\nerr\n" || code != 3 {
+		t.Errorf("RunCommand: %q, exit %d", out, code)
+	}
+}
+
+func TestCleanupKillsEverything(t *testing.T) {
+	var p *Process
+	t.Run("inner", func(t *testing.T) {
+		c := &Cluster{t: t, names: map[string]int{}}
+		p = c.StartProcess("sleeper", "/bin/sleep", "100")
+		if c.StartProcess("sleeper", "/bin/sleep", "100").Name != "sleeper#2" {
+			t.Error("names are not made unique")
+		}
+	})
+	if p.Running() {
+		t.Error("the process outlived its test")
+	}
+	if left := killAll(); len(left) != 0 {
+		t.Errorf("left running: %v", left)
+	}
+}
+
+func TestFreePortsAreDistinct(t *testing.T) {
+	seen := map[int]bool{}
+	for i := 0; i < 50; i++ {
+		p := freePort()
+		if seen[p] || p <= 0 {
+			t.Fatalf("port %d handed out twice (or invalid)", p)
+		}
+		seen[p] = true
+	}
+}

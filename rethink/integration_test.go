@@ -204,6 +204,9 @@ func TestSimMergeThroughProxy(t *testing.T) {
 	if _, err := cp.Self(ctx); !errors.Is(err, ErrProxy) {
 		t.Errorf("Self via proxy: %v", err)
 	}
+	if _, err := cp.View(ctx); !errors.Is(err, ErrProxy) {
+		t.Errorf("View via proxy: %v", err)
+	}
 
 	// Resolve as the blog does, from the other side, and see it from ours.
 	for _, id := range is.IDs {
@@ -277,4 +280,53 @@ func TestSimWatchPollsWhenServerGone(t *testing.T) {
 	cancel()
 	for range notes {
 	}
+}
+
+// Two servers with the same name, bridged: server_name_collision, the
+// __conflict__ key in connected_to, and RenameServer fixes it.
+func TestSimServerNameCollision(t *testing.T) {
+	a := startServer(t, "server_1")
+	b := startServer(t, "server_1")
+	ca := dialSim(t, a)
+	ctx := testCtx(t)
+	startSim(t, "proxy", "--join", a.ClusterAddr(), "--join", b.ClusterAddr())
+	var v View
+	eventually(t, 15*time.Second, func() (bool, string) {
+		var err error
+		v, err = ca.View(ctx)
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, is := range v.Issues {
+			if is.Type == IssueServerNameCollision {
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("%+v", v.Issues)
+	})
+	var is Issue
+	for _, i := range v.Issues {
+		if i.Type == IssueServerNameCollision {
+			is = i
+		}
+	}
+	if is.Name != "server_1" || !slices.Contains(is.IDs, a.ID) || !slices.Contains(is.IDs, b.ID) {
+		t.Errorf("issue = %+v", is)
+	}
+	if changed, err := ca.RenameServer(ctx, b.ID, "server_1", "server_1b"); err != nil || !changed {
+		t.Fatalf("RenameServer: %v %v", changed, err)
+	}
+	eventually(t, 10*time.Second, func() (bool, string) {
+		v, err := ca.View(ctx)
+		if err != nil {
+			return false, err.Error()
+		}
+		s, ok := v.Server(b.ID)
+		for _, is := range v.Issues {
+			if is.Type == IssueServerNameCollision {
+				return false, fmt.Sprintf("still %+v", is)
+			}
+		}
+		return ok && s.Name == "server_1b", fmt.Sprintf("%+v", s)
+	})
 }

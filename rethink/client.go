@@ -38,8 +38,13 @@ func Dial(ctx context.Context, opts Options) (*Client, error) {
 		s   *r.Session
 		err error
 	}
+	if err := probeHandshake(ctx, opts.Address, opts.TLS, opts.timeout()); err != nil {
+		return nil, fmt.Errorf("connect to rethinkdb at %s: %w", opts.Address, err)
+	}
 	// r.Connect has no context; run it aside so ctx can still abandon it.
-	// Timeout bounds it, so the goroutine ends soon after.
+	// The probe above makes a hung handshake unlikely, but the driver sets
+	// no deadline on its own, so the goroutine may outlive an abandoned
+	// dial until the connection breaks.
 	copts := r.ConnectOpts{
 		Address:  opts.Address,
 		Username: opts.user(),

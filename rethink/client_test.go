@@ -47,8 +47,32 @@ func TestDialContext(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "deadline") {
 		t.Fatalf("err = %v", err)
 	}
-	// The abandoned handshake ends when the listener's connections close;
-	// goleak in TestMain checks that.
+	// Without a ctx deadline, Options.Timeout bounds the handshake.
+	_, err = Dial(context.Background(), Options{Address: l.Addr().String(), Timeout: 200 * time.Millisecond})
+	if err == nil || !strings.Contains(err.Error(), "no RethinkDB handshake reply") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+// Something that is not RethinkDB answers.
+func TestDialNotRethinkDB(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		c.Write([]byte("HTTP/1.1 400 Bad Request\r\n\r\n\x00"))
+		c.Close()
+	}()
+	_, err = Dial(context.Background(), Options{Address: l.Addr().String(), Timeout: time.Second})
+	if err == nil || !strings.Contains(err.Error(), "not a RethinkDB reply") {
+		t.Fatalf("err = %v", err)
+	}
 }
 
 func TestDialEmptyAddress(t *testing.T) {

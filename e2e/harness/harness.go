@@ -196,6 +196,9 @@ type ServerOptions struct {
 	InitialPassword string
 	// Args are extra command-line arguments.
 	Args []string
+	// Label names the process in failure logs (default: Name). Restarts
+	// get "#2", "#3", ...
+	Label string
 	// NoWait returns as soon as the process started, without waiting for
 	// "Server ready" (e.g. a server whose --join peers are unreachable).
 	NoWait bool
@@ -273,7 +276,10 @@ func (n *Node) launch(opts ServerOptions) error {
 		if err != nil {
 			return err
 		}
-		name := o.Name
+		name := o.Label
+		if name == "" {
+			name = o.Name
+		}
 		if name == "" {
 			name = "server"
 		}

@@ -47,10 +47,16 @@ func TypeOf(v any) string {
 }
 
 // Keys that are data rather than field names (server_status.connected_to
-// holds "proxy-<uuid>" keys) are compared with the uuid masked.
-var uuidRE = regexp.MustCompile(`[0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12}`)
+// holds server names: "proxy-<uuid>", "server_1__conflict__<uuid>",
+// "server_2_<first uuid block>") are compared with the uuid masked.
+var (
+	uuidRE      = regexp.MustCompile(`[0-9a-f]{8}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{4}[-_][0-9a-f]{12}`)
+	uuidBlockRE = regexp.MustCompile(`_[0-9a-f]{8}$`)
+)
 
-func normKey(k string) string { return uuidRE.ReplaceAllString(k, "<uuid>") }
+func normKey(k string) string {
+	return uuidBlockRE.ReplaceAllString(uuidRE.ReplaceAllString(k, "<uuid>"), "_<uuid block>")
+}
 
 // Diff lists how got's shape differs from recorded's, one line per
 // difference: "path: recorded <type>, got <type>". Arrays: every element

@@ -27,6 +27,8 @@ func TestDiff(t *testing.T) {
 			[]string{".a: missing (recorded number)", ".b.c: missing (recorded number)", ".b.d: not in the recording (got number 2)"}},
 		{"uuid keys", `{"connected_to":{"proxy-66d2e99c-0015-408e-8b4c-df0eef81f64e":true,"server_2":true}}`,
 			`{"connected_to":{"proxy-0cb83966-5be9-45d4-9f19-e3b4bb04749b":true,"server_2":true}}`, nil},
+		{"renamed server keys", `{"c":{"server_2_0bc9767e":true,"server_1__conflict__0892fd31_90c0_4986_9bbf_a8ee0a0ddd8b":true}}`,
+			`{"c":{"server_2_e5446f17":true,"server_1__conflict__1892fd31_90c0_4986_9bbf_a8ee0a0ddd8b":true}}`, nil},
 		{"array elements", `{"l":[{"host":"127.0.0.1","port":4000}]}`, `{"l":[{"host":"::1","port":"4000"}]}`,
 			[]string{`.l[0].port: recorded number, got string ("4000")`}},
 		{"empty recorded array", `{"l":[]}`, `{"l":[1,"a"]}`, nil},

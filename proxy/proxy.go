@@ -174,20 +174,19 @@ func Start(ctx context.Context, cfg Config) (*Proxy, error) {
 		done:    make(chan struct{}),
 	}
 	p.dir = cfg.Dir
+	release := func() error { return nil }
 	if p.dir == "" {
-		d, err := os.MkdirTemp("", "rethinkdb-proxy-")
+		sweepStaleWorkDirs(cfg.Logger)
+		d, rel, err := makeWorkDir()
 		if err != nil {
 			return nil, fmt.Errorf("proxy: working directory: %w", err)
 		}
-		p.dir = d
+		p.dir, release = d, rel
 	}
-	removeDir := cfg.Dir == ""
 
 	pr, pw, err := os.Pipe()
 	if err != nil {
-		if removeDir {
-			_ = os.RemoveAll(p.dir)
-		}
+		_ = release()
 		return nil, fmt.Errorf("proxy: pipe: %w", err)
 	}
 	p.cmd = exec.Command(cfg.Binary, cfg.args()...)
@@ -209,7 +208,7 @@ func Start(ctx context.Context, cfg Config) (*Proxy, error) {
 
 	started := make(chan error, 1)
 	readerDone := make(chan struct{})
-	go p.run(started, pw, removeDir, readerDone)
+	go p.run(started, pw, release, readerDone)
 	if err := <-started; err != nil {
 		_ = pr.Close()
 		return nil, fmt.Errorf("proxy: start %s: %w", cfg.Binary, err)
@@ -236,7 +235,7 @@ func Start(ctx context.Context, cfg Config) (*Proxy, error) {
 
 // run owns the process: it starts it and is the only caller of Wait. It holds
 // its OS thread for the child's whole life because of Pdeathsig.
-func (p *Proxy) run(started chan<- error, pw *os.File, removeDir bool, readerDone <-chan struct{}) {
+func (p *Proxy) run(started chan<- error, pw *os.File, release func() error, readerDone <-chan struct{}) {
 	runtime.LockOSThread()
 	// The thread is released only after the child is gone; exiting with
 	// it locked would make the runtime retire the thread, which is fine too,
@@ -246,9 +245,7 @@ func (p *Proxy) run(started chan<- error, pw *os.File, removeDir bool, readerDon
 	err := p.cmd.Start()
 	_ = pw.Close() // the child has its copy; EOF comes when the group is gone
 	if err != nil {
-		if removeDir {
-			_ = os.RemoveAll(p.dir)
-		}
+		_ = release()
 		started <- err
 		return
 	}
@@ -266,10 +263,8 @@ func (p *Proxy) run(started chan<- error, pw *os.File, removeDir bool, readerDon
 	case <-time.After(5 * time.Second):
 		p.log.Warn("proxy output still open after exit; a process escaped its group?")
 	}
-	if removeDir {
-		if err := os.RemoveAll(p.dir); err != nil {
-			p.log.Warn("remove proxy working directory", "dir", p.dir, "err", err)
-		}
+	if err := release(); err != nil {
+		p.log.Warn("remove proxy working directory", "dir", p.dir, "err", err)
 	}
 
 	p.reasonMu.Lock()

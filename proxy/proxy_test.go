@@ -319,3 +319,50 @@ func TestArgs(t *testing.T) {
 		t.Errorf("args =\n%q\nwant\n%q", got, want)
 	}
 }
+
+func TestSweepStaleWorkDirs(t *testing.T) {
+	t.Setenv("TMPDIR", t.TempDir())
+	old := time.Now().Add(-2 * staleAge)
+
+	// A live proxy's directory: locked by us (an old lock file does not
+	// make it stale).
+	live, release, err := makeWorkDir()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A directory whose agent died: lock file present, unlocked, old.
+	dead := filepath.Join(os.TempDir(), dirPrefix+"dead")
+	if err := os.Mkdir(dead, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dead, lockName), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dead, "log_file"), []byte("x"), 0o600)
+	young := filepath.Join(os.TempDir(), dirPrefix+"young")
+	os.Mkdir(young, 0o700)
+	os.WriteFile(filepath.Join(young, lockName), nil, 0o600)
+	foreign := filepath.Join(os.TempDir(), dirPrefix+"nolock")
+	os.Mkdir(foreign, 0o700)
+	for _, d := range []string{live, dead} {
+		if err := os.Chtimes(filepath.Join(d, lockName), old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	sweepStaleWorkDirs(slog.New(slog.DiscardHandler))
+
+	exists := func(d string) bool { _, err := os.Stat(d); return err == nil }
+	if exists(dead) {
+		t.Error("stale directory not removed")
+	}
+	if !exists(live) {
+		t.Error("a locked (live) directory was removed")
+	}
+	if !exists(young) || !exists(foreign) {
+		t.Error("a young or lock-less directory was removed")
+	}
+	if err := release(); err != nil || exists(live) {
+		t.Errorf("release: %v, exists %v", err, exists(live))
+	}
+}

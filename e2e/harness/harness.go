@@ -196,6 +196,9 @@ type ServerOptions struct {
 	InitialPassword string
 	// Args are extra command-line arguments.
 	Args []string
+	// Host runs the server in a network namespace (see NewNetwork) with
+	// the default ports (29015, 28015, 8080 unless set) and --bind all.
+	Host *Host
 	// Label names the process in failure logs (default: Name). Restarts
 	// get "#2", "#3", ...
 	Label string
@@ -217,6 +220,7 @@ type Node struct {
 
 	proxy bool
 	joins []string
+	host  *Host
 	// Ports in use; for a proxy they are read from its log.
 	ClusterPort, DriverPort, HTTPPort int
 }
@@ -224,11 +228,19 @@ type Node struct {
 // Proxy is a `rethinkdb proxy` started by the harness.
 type Proxy struct{ *Node }
 
-// ClusterAddr is "127.0.0.1:<cluster port>", for --join.
-func (n *Node) ClusterAddr() string { return "127.0.0.1:" + strconv.Itoa(n.ClusterPort) }
+// IP is the node's address: 127.0.0.1, or its host's on a Network.
+func (n *Node) IP() string {
+	if n.host != nil {
+		return n.host.IP
+	}
+	return "127.0.0.1"
+}
 
-// DriverAddr is "127.0.0.1:<driver port>", for clients.
-func (n *Node) DriverAddr() string { return "127.0.0.1:" + strconv.Itoa(n.DriverPort) }
+// ClusterAddr is "<ip>:<cluster port>", for --join.
+func (n *Node) ClusterAddr() string { return net.JoinHostPort(n.IP(), strconv.Itoa(n.ClusterPort)) }
+
+// DriverAddr is "<ip>:<driver port>", for clients.
+func (n *Node) DriverAddr() string { return net.JoinHostPort(n.IP(), strconv.Itoa(n.DriverPort)) }
 
 // Dir is the node's data directory ("" for a proxy).
 func (n *Node) Dir() string { return n.opts.Dir }
@@ -262,6 +274,13 @@ func (n *Node) launch(opts ServerOptions) error {
 	c := n.c
 	for trial := 1; ; trial++ {
 		o := opts
+		if o.Host != nil {
+			o.ClusterPort = orDefault(o.ClusterPort, 29015)
+			o.DriverPort = orDefault(o.DriverPort, 28015)
+			if o.HTTPAdmin {
+				o.HTTPPort = orDefault(o.HTTPPort, 8080)
+			}
+		}
 		picked := o.ClusterPort == 0 || o.DriverPort == 0 || o.HTTPAdmin && o.HTTPPort == 0
 		if o.ClusterPort == 0 {
 			o.ClusterPort = freePort()
@@ -283,11 +302,15 @@ func (n *Node) launch(opts ServerOptions) error {
 		if name == "" {
 			name = "server"
 		}
-		p, err := c.start(name, c.bin, args...)
+		if o.Host != nil {
+			name += "@" + o.Host.Name
+		}
+		prog, argv := o.Host.command(c.bin, args...)
+		p, err := c.start(name, prog, argv...)
 		if err != nil {
 			return err
 		}
-		n.Process, n.opts, n.proxy = p, o, false
+		n.Process, n.opts, n.proxy, n.host = p, o, false, o.Host
 		n.ClusterPort, n.DriverPort, n.HTTPPort = o.ClusterPort, o.DriverPort, o.HTTPPort
 		if o.NoWait {
 			return nil
@@ -327,7 +350,11 @@ func serverArgs(t testing.TB, o ServerOptions) ([]string, error) {
 	} else {
 		args = append(args, "--no-http-admin")
 	}
-	args = append(args, "--bind", "127.0.0.1")
+	if o.Host != nil {
+		args = append(args, "--bind", "all")
+	} else {
+		args = append(args, "--bind", "127.0.0.1")
+	}
 	if o.CacheSizeMB > 0 {
 		args = append(args, "--cache-size", strconv.Itoa(o.CacheSizeMB))
 	}
@@ -368,6 +395,9 @@ func (n *Node) Restart(opts ServerOptions) {
 	if opts.HTTPPort == 0 {
 		opts.HTTPPort = n.HTTPPort
 	}
+	if opts.Host == nil {
+		opts.Host = n.host
+	}
 	if err := n.launch(opts); err != nil {
 		n.c.t.Fatal(err)
 	}
@@ -378,22 +408,41 @@ func (n *Node) Restart(opts ServerOptions) {
 // its log and waits for "Proxy ready".
 func (c *Cluster) StartProxy(joins ...*Node) *Proxy {
 	c.t.Helper()
+	return c.StartProxyOn(nil, joins...)
+}
+
+// StartProxyOn is StartProxy inside host h (with --bind all), or on
+// 127.0.0.1 when h is nil.
+func (c *Cluster) StartProxyOn(h *Host, joins ...*Node) *Proxy {
+	c.t.Helper()
 	args := []string{"proxy"}
 	var addrs []string
 	for _, j := range joins {
 		args = append(args, "--join", j.ClusterAddr())
 		addrs = append(addrs, j.ClusterAddr())
 	}
-	args = append(args, "--cluster-port", "0", "--driver-port", "0", "--no-http-admin", "--bind", "127.0.0.1")
-	p, err := c.start("proxy", c.bin, args...)
+	bind, name := "127.0.0.1", "proxy"
+	if h != nil {
+		bind, name = "all", "proxy@"+h.Name
+	}
+	args = append(args, "--cluster-port", "0", "--driver-port", "0", "--no-http-admin", "--bind", bind)
+	prog, argv := h.command(c.bin, args...)
+	p, err := c.start(name, prog, argv...)
 	if err != nil {
 		c.t.Fatal(err)
 	}
-	n := &Node{Process: p, c: c, proxy: true, joins: addrs}
+	n := &Node{Process: p, c: c, proxy: true, joins: addrs, host: h}
 	n.ClusterPort = atoiOrFatal(c.t, p.WaitLogMatch(c.t, clusterPortRE, StartTimeout)[1])
 	n.DriverPort = atoiOrFatal(c.t, p.WaitLogMatch(c.t, driverPortRE, StartTimeout)[1])
 	n.ID = p.WaitLogMatch(c.t, proxyReadyRE, StartTimeout)[1]
 	return &Proxy{n}
+}
+
+func orDefault(v, def int) int {
+	if v == 0 {
+		return def
+	}
+	return v
 }
 
 func atoiOrFatal(t testing.TB, s string) int {

@@ -236,7 +236,7 @@ func TestConfigs(t *testing.T) {
 			node.Config{
 				Directory: filepath.Join(wd, "d"), ServerName: "x", Tags: []string{"b", "a", "default"},
 				Bind: []string{"all"}, ClusterPort: 0, DriverPort: 28025, HTTPPort: 8090,
-				CanonicalAddresses: []string{"db.example:0", "[::1]:5"}, Join: []string{"[::1]:29015", "[::2]:29015"},
+				CanonicalAddresses: []string{"db.example", "[::1]:5"}, Join: []string{"[::1]:29015", "[::2]:29015"},
 				ReconnectTimeout: 30 * time.Second,
 			}},
 		{"config file, command line wins", []string{"--config-file", cfgFile, "--driver-port", "7001"},

@@ -274,6 +274,11 @@ func resolveNetwork(cfg *node.Config, p parsed, e env) error {
 		if err != nil {
 			return err
 		}
+		if host, port, _ := net.SplitHostPort(hp); port == "0" {
+			// --cluster-port 0 and no port given: the node fills in the
+			// port it listens on.
+			hp = host
+		}
 		cfg.CanonicalAddresses = append(cfg.CanonicalAddresses, hp)
 	}
 	if cfg.DriverPort, err = portOpt(p, "--driver-port", offset); err != nil {

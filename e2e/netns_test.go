@@ -55,3 +55,37 @@ func TestSeedAcrossHosts(t *testing.T) {
 	harness.Eventually(t, mergeTimeout, meshed)
 	harness.Consistently(t, 3*time.Second, meshed)
 }
+
+// TestBindLoopbackListensOnEveryLoopback replays logs/bind-loopback.log on a
+// host of its own: an unconfigured --bind address is refused; a server bound
+// to one loopback address listens on all of them, so a second server on
+// another loopback address cannot use the same port.
+func TestBindLoopbackListensOnEveryLoopback(t *testing.T) {
+	t.Parallel()
+	network := harness.NewNetwork(t)
+	c := harness.New(t)
+	h := network.AddHost("vm")
+
+	refused := c.StartServer(harness.ServerOptions{Name: "la", Host: h, Bind: []string{"127.0.0.11"}, NoWait: true})
+	refused.WaitLog(t, "Could not find bind ip address '127.0.0.11'", harness.LogTimeout)
+	waitExit(t, refused.Process)
+
+	h.AddAddress(t, "127.0.0.11/8", "lo")
+	h.AddAddress(t, "127.0.0.12/8", "lo")
+	la := c.StartServer(harness.ServerOptions{Name: "la", Host: h, Bind: []string{"127.0.0.11"}})
+	la.WaitLog(t, "Listening on cluster addresses: 127.0.0.1, 127.0.0.11, 127.0.0.12", harness.LogTimeout)
+	lb := c.StartServer(harness.ServerOptions{Name: "lb", Host: h, Bind: []string{"127.0.0.12"},
+		JoinAddrs: []string{"127.0.0.11:29015"}, NoWait: true})
+	lb.WaitLog(t, "TCP socket creation failed for port 29015: Address already in use.", harness.LogTimeout)
+	waitExit(t, lb.Process)
+}
+
+func waitExit(t *testing.T, p *harness.Process) {
+	t.Helper()
+	select {
+	case <-p.Exited():
+		// The recordings do not show the exit code of these failures.
+	case <-time.After(harness.LogTimeout):
+		t.Fatalf("%s still runs after a failed start", p.Name)
+	}
+}

@@ -199,6 +199,8 @@ type ServerOptions struct {
 	// Host runs the server in a network namespace (see NewNetwork) with
 	// the default ports (29015, 28015, 8080 unless set) and --bind all.
 	Host *Host
+	// Bind replaces the default --bind (127.0.0.1, or all on a Host).
+	Bind []string
 	// Label names the process in failure logs (default: Name). Restarts
 	// get "#2", "#3", ...
 	Label string
@@ -350,9 +352,14 @@ func serverArgs(t testing.TB, o ServerOptions) ([]string, error) {
 	} else {
 		args = append(args, "--no-http-admin")
 	}
-	if o.Host != nil {
+	switch {
+	case len(o.Bind) > 0:
+		for _, b := range o.Bind {
+			args = append(args, "--bind", b)
+		}
+	case o.Host != nil:
 		args = append(args, "--bind", "all")
-	} else {
+	default:
 		args = append(args, "--bind", "127.0.0.1")
 	}
 	if o.CacheSizeMB > 0 {

@@ -174,3 +174,12 @@ func (c *Cluster) StartProcessOn(h *Host, name, path string, args ...string) *Pr
 	}
 	return p
 }
+
+// AddAddress adds an address (CIDR) to a device of the host, e.g.
+// AddAddress("127.0.0.11/8", "lo").
+func (h *Host) AddAddress(t testing.TB, cidr, dev string) {
+	t.Helper()
+	if err := ip("-n", h.ns, "addr", "add", cidr, "dev", dev); err != nil {
+		t.Fatalf("harness: host %s: %v", h.Name, err)
+	}
+}

@@ -460,9 +460,17 @@ func atoiOrFatal(t testing.TB, s string) int {
 	return n
 }
 
-// Session connects a rethinkdb-go session to the node's driver port,
-// retrying until it answers (up to StartTimeout). It is closed at cleanup.
+// Session connects a rethinkdb-go session to the node's driver port as
+// admin with the node's InitialPassword, retrying until it answers (up to
+// StartTimeout). It is closed at cleanup.
 func (n *Node) Session(t testing.TB) *r.Session {
+	t.Helper()
+	return n.SessionWithPassword(t, n.opts.InitialPassword)
+}
+
+// SessionWithPassword is Session with another admin password (a proxy has
+// no options of its own; a merged cluster has one admin password).
+func (n *Node) SessionWithPassword(t testing.TB, password string) *r.Session {
 	t.Helper()
 	var s *r.Session
 	var last error
@@ -470,7 +478,7 @@ func (n *Node) Session(t testing.TB) *r.Session {
 		var err error
 		s, err = r.Connect(r.ConnectOpts{
 			Address:  n.DriverAddr(),
-			Password: n.opts.InitialPassword,
+			Password: password,
 			Timeout:  5 * time.Second,
 		})
 		if err != nil {

@@ -119,3 +119,12 @@ func TestFreePortsAreDistinct(t *testing.T) {
 		seen[p] = true
 	}
 }
+
+func TestWaitLogSeesOnlyWholeLines(t *testing.T) {
+	c := &Cluster{t: t, names: map[string]int{}}
+	p := c.StartProcess("slow", "/bin/sh", "-c", `printf "port 4"; sleep 0.3; printf "003\n"; exec sleep 100`)
+	m := p.WaitLogMatch(t, regexp.MustCompile(`port (\d+)$`), 10*time.Second)
+	if m[1] != "4003" {
+		t.Errorf("matched a partial line: %q", m)
+	}
+}

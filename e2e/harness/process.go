@@ -227,7 +227,9 @@ func (p *Process) awaitOutput(what string, timeout time.Duration, find func(stri
 	defer deadline.Stop()
 	for {
 		out, changed := p.out.snapshot()
-		if m := find(out); m != nil {
+		// Only whole lines: a line may arrive in pieces ("port 4" of
+		// "port 4003").
+		if m := find(out[:strings.LastIndex(out, "\n")+1]); m != nil {
 			return m, nil
 		}
 		select {

@@ -54,6 +54,9 @@ func absentLoopback(t *testing.T) string {
 
 // TestCommandLineConformance runs the binary with the command lines whose
 // output was recorded from the real server, and compares exit code and text.
+// cli/serve-help.txt is not used: the command that produced it is not
+// recorded, and it equals help.txt, while rethinkdb 2.4.4's source prints
+// another text for `help serve`.
 func TestCommandLineConformance(t *testing.T) {
 	t.Parallel()
 	bin := harness.Binary(t)
@@ -62,7 +65,6 @@ func TestCommandLineConformance(t *testing.T) {
 	help, _ := recording(t, "help.txt")
 	proxyHelp, _ := recording(t, "proxy-help.txt")
 	createHelp, _ := recording(t, "create-help.txt")
-	serveHelp, _ := recording(t, "serve-help.txt")
 	proxyNameLog, _ := os.ReadFile(filepath.Join("testdata", "rethinkdb-2.4.4", "logs", "proxy_try_with_server_name.log"))
 	s1Log, _ := os.ReadFile(filepath.Join("testdata", "rethinkdb-2.4.4", "logs", "s1.log"))
 	serveName := strings.Join(strings.SplitAfter(string(s1Log), "\n")[:2], "")
@@ -88,7 +90,6 @@ func TestCommandLineConformance(t *testing.T) {
 		{name: "--help", args: []string{"--help"}, want: help},
 		{name: "help proxy", args: []string{"help", "proxy"}, want: proxyHelp},
 		{name: "help create", args: []string{"help", "create"}, want: createHelp},
-		{name: "help serve", args: []string{"help", "serve"}, want: serveHelp},
 		{name: "version", args: []string{"--version"}, contains: "rethinkdb 2.4.4 (x86_64-linux-gnu) (GCC 12.2.0)\n"},
 	}
 	for _, tt := range tests {

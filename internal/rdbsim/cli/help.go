@@ -7,8 +7,10 @@ import (
 )
 
 // The help texts are the ones rethinkdb 2.4.4 prints (recorded in
-// e2e/testdata/rethinkdb-2.4.4/cli). `rethinkdb help serve` was recorded
-// printing the same text as `rethinkdb help`, so serve-help.txt is that.
+// e2e/testdata/rethinkdb-2.4.4/cli). serve-help.txt, printed for `help
+// serve` and `serve --help`, is the recording of that name; it equals
+// help.txt, although the 2.4.4 source prints a serve-specific text ("'rethinkdb
+// serve' is the actual process for a RethinkDB server."). The recordings win.
 //
 //go:embed help/*.txt
 var helpFS embed.FS

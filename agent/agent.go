@@ -149,7 +149,10 @@ func (a *Agent) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-tick.C:
-		case ps := <-a.cfg.Peers:
+		case ps, ok := <-a.cfg.Peers:
+			if !ok {
+				return nil // discovery has stopped: we are shutting down
+			}
 			a.peers = ps
 		case _, ok := <-a.changes:
 			if !ok {

@@ -4,23 +4,19 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
+	"net/netip"
 	"os"
-	"strings"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 
 	"github.com/rethinkdb-agent/rethinkdb-agent/agent"
-	"github.com/rethinkdb-agent/rethinkdb-agent/discovery"
-	"github.com/rethinkdb-agent/rethinkdb-agent/discovery/static"
 	"github.com/rethinkdb-agent/rethinkdb-agent/proxy"
 	"github.com/rethinkdb-agent/rethinkdb-agent/rethink"
 )
@@ -44,15 +40,12 @@ Flags:
 // runConfig is the parsed `run` command line.
 type runConfig struct {
 	node         string
-	peers        listFlag
-	peersFile    string
 	rethinkdb    string
 	collisions   string
 	user         string
 	passwordFile string
-	discovery    string
-	cluster      string
-	httpAddr     string
+	disc         discoveryConfig
+	http         httpConfig
 	logFormat    string
 	logLevel     string
 	proxyBind    string
@@ -74,15 +67,12 @@ func parseRun(args []string, out io.Writer) (*runConfig, error) {
 		fs.PrintDefaults()
 	}
 	fs.StringVar(&c.node, "node", "127.0.0.1:28015", "driver `HOST:PORT` of the local rethinkdb node")
-	fs.Var(&c.peers, "peer", "a peer's cluster `HOST:PORT` (port defaults to 29015); repeatable")
-	fs.StringVar(&c.peersFile, "peers-file", "", "`PATH` of a file with one peer HOST:PORT per line, watched for changes")
 	fs.StringVar(&c.rethinkdb, "rethinkdb", "rethinkdb", "`PATH` of the rethinkdb binary used to run proxies")
 	fs.StringVar(&c.collisions, "collisions", "safe", "collision `POLICY`: safe, merge, rename-all or report")
 	fs.StringVar(&c.user, "user", "admin", "RethinkDB `USER` the agent connects as")
 	fs.StringVar(&c.passwordFile, "password-file", "", "`PATH` of a file holding the user's password (e.g. a Docker secret)")
-	fs.StringVar(&c.discovery, "discovery", "static", "comma-separated discovery `PROVIDERS` (this build: static)")
-	fs.StringVar(&c.cluster, "cluster", "", "the cluster's `NAME`: peers announcing another cluster name are never joined")
-	fs.StringVar(&c.httpAddr, "http", "", "`ADDR` to serve /healthz and /status on (off when empty)")
+	c.disc.register(fs)
+	c.http.register(fs)
 	fs.StringVar(&c.logFormat, "log-format", "text", "log `FORMAT`: text or json")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log `LEVEL`: debug, info, warn or error")
 	fs.StringVar(&c.proxyBind, "proxy-bind", "", "`ADDR` the temporary proxy binds to (default: the host of --node)")
@@ -131,12 +121,8 @@ func (c *runConfig) validate() error {
 	if n != 0 && n != 3 {
 		return errors.New("--cluster-tls-key, --cluster-tls-cert and --cluster-tls-ca go together")
 	}
-	for _, p := range strings.Split(c.discovery, ",") {
-		switch strings.TrimSpace(p) {
-		case "static":
-		default:
-			return fmt.Errorf("--discovery: unknown provider %q (this build has: static)", p)
-		}
+	if err := c.disc.validate(); err != nil {
+		return err
 	}
 	for name, d := range map[string]time.Duration{"interval": c.interval, "merge-timeout": c.mergeTimeout,
 		"fallback-after": c.fallback, "rejoin-grace": c.rejoinGrace, "proxy-max-lifetime": c.proxyLife} {
@@ -195,13 +181,9 @@ func runCmd(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 	}
 
-	provider, err := static.New(c.peers, c.peersFile, log)
+	manager, err := c.disc.manager(log)
 	if err != nil {
 		return err
-	}
-	manager := discovery.NewManager(log, provider)
-	if c.cluster != "" {
-		manager.Fence = discovery.ClusterFence(c.cluster)
 	}
 	policy, _ := agent.ParsePolicy(c.collisions)
 	a, err := agent.New(agent.Config{
@@ -211,10 +193,15 @@ func runCmd(ctx context.Context, args []string, stderr io.Writer) error {
 			return rethink.Dial(ctx, opts)
 		},
 		StartBridge: func(ctx context.Context, joins []string) (agent.Bridge, error) {
+			// rethinkdb's --bind takes an IP or "all", never a name.
+			bind, err := resolveBind(ctx, proxyBind)
+			if err != nil {
+				return nil, err
+			}
 			return proxy.Start(ctx, proxy.Config{
 				Binary:              c.rethinkdb,
 				Joins:               joins,
-				Bind:                proxyBind,
+				Bind:                bind,
 				ClusterTLSKey:       c.clusterTLS[0],
 				ClusterTLSCert:      c.clusterTLS[1],
 				ClusterTLSCA:        c.clusterTLS[2],
@@ -233,46 +220,31 @@ func runCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log.Info("rethinkdb-agent starting", "version", versionString(), "node", c.node, "discovery", c.discovery,
-		"collisions", policy, "cluster", c.cluster)
+	log.Info("rethinkdb-agent starting", "version", versionString(), "node", c.node, "discovery", c.disc.providers,
+		"collisions", policy, "cluster", c.disc.cluster)
 
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return manager.Run(ctx) })
 	g.Go(func() error { return a.Run(ctx) })
-	if c.httpAddr != "" {
-		g.Go(func() error { return serveHTTP(ctx, c.httpAddr, a, log) })
+	if c.http.addr != "" {
+		g.Go(func() error { return serveHTTP(ctx, c.http, a, log) })
 	}
 	err = g.Wait()
 	log.Info("rethinkdb-agent stopped")
 	return err
 }
 
-// serveHTTP serves /healthz and /status until ctx ends.
-func serveHTTP(ctx context.Context, addr string, a *agent.Agent, log *slog.Logger) error {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		fmt.Fprintln(w, "ok")
-	})
-	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		enc := json.NewEncoder(w)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(a.Status())
-	})
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("--http %s: %w", addr, err)
+// resolveBind turns a --proxy-bind host name into an IP address.
+func resolveBind(ctx context.Context, bind string) (string, error) {
+	if bind == "all" {
+		return bind, nil
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-	go func() {
-		<-ctx.Done()
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-	}()
-	log.Info("serving status", "addr", ln.Addr().String())
-	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-		return err
+	if ip, err := netip.ParseAddr(bind); err == nil {
+		return ip.String(), nil
 	}
-	return nil
+	ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip4", bind)
+	if err != nil || len(ips) == 0 {
+		return "", fmt.Errorf("proxy bind address %q does not resolve: %v", bind, err)
+	}
+	return ips[0].String(), nil
 }

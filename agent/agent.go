@@ -50,6 +50,9 @@ type Config struct {
 	StartBridge func(ctx context.Context, joins []string) (Bridge, error)
 	// Peers delivers the merged discovery output.
 	Peers <-chan []discovery.Peer
+	// OnSelf, if set, is called with the local server whenever its identity
+	// or addresses change (the mDNS provider announces them).
+	OnSelf func(rethink.Server)
 
 	Interval      time.Duration // reconcile period; default 2s
 	MergeTimeout  time.Duration // how long a bridge may take to make a whole mesh; default 30s
@@ -115,6 +118,7 @@ type Agent struct {
 	failures     int
 	nextBridge   time.Time
 	collisionsAt time.Time
+	lastSelf     string
 	reported     map[string]bool // report policy: actions already logged
 
 	mu     sync.Mutex
@@ -222,6 +226,7 @@ func (a *Agent) reconcile(ctx context.Context) {
 	if err != nil {
 		return
 	}
+	a.announce(v.Self)
 	now := a.cfg.Now()
 	pvs := a.classifier.classify(ctx, v, a.peers)
 	a.setPeerStatus(pvs)
@@ -245,6 +250,18 @@ func (a *Agent) reconcile(ctx context.Context) {
 		return
 	}
 	a.resolveStanding(ctx, v, now)
+}
+
+// announce tells OnSelf about the local server when it changed.
+func (a *Agent) announce(self rethink.Server) {
+	if a.cfg.OnSelf == nil {
+		return
+	}
+	key := fmt.Sprint(self.ID, self.Name, self.ClusterPort, self.DriverPort, self.CanonicalAddresses, self.Tags)
+	if key != a.lastSelf {
+		a.lastSelf = key
+		a.cfg.OnSelf(self)
+	}
 }
 
 // track keeps, per peer, when it was first seen outside the cluster.

@@ -177,6 +177,9 @@ func TestHelpAndVersion(t *testing.T) {
 		{[]string{"-v"}, "rethinkdb 2.4.4 (x86_64-linux-gnu) (GCC 12.2.0)\nLinux 6.18.44-fc-v669 x86_64\n", 0},
 		{[]string{"--version"}, "rethinkdb 2.4.4 (x86_64-linux-gnu) (GCC 12.2.0)\nLinux 6.18.44-fc-v669 x86_64\n", 0},
 		{[]string{"help", "bogus"}, "ERROR: No help for 'bogus'\n", 1},
+		{[]string{"help", "proxy", "create"}, "ERROR: Too many parameters to 'rethinkdb help'.  Try 'rethinkdb help [subcommand]'.\n", 1},
+		{[]string{"-v", "extra"}, "WARNING: Ignoring extra parameters after '-v'.rethinkdb 2.4.4 (x86_64-linux-gnu) (GCC 12.2.0)\nLinux 6.18.44-fc-v669 x86_64\n", 0},
+		{[]string{"proxy", "-v"}, "rethinkdb 2.4.4 (x86_64-linux-gnu) (GCC 12.2.0)\nLinux 6.18.44-fc-v669 x86_64\n", 0},
 		{[]string{"bogus"}, "ERROR: Unrecognized subcommand 'bogus'. Try 'rethinkdb help'.\n", 1},
 	}
 	for _, tt := range tests {

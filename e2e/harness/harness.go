@@ -101,7 +101,7 @@ func Binary(t testing.TB) string {
 
 // Cluster is a set of processes belonging to one test. Everything it starts
 // is killed when the test ends; if the test failed, every process's output
-// is printed.
+// is printed (and saved under $E2E_LOG_DIR when that is set).
 type Cluster struct {
 	t   testing.TB
 	bin string
@@ -122,11 +122,36 @@ func New(t testing.TB) *Cluster {
 		}
 		c.mu.Lock()
 		defer c.mu.Unlock()
+		keep := os.Getenv("E2E_LOG_DIR")
 		for _, p := range c.procs {
 			t.Logf("==== output of %s (%s %s):\n%s", p.Name, p.Path, strings.Join(p.Args, " "), indent(p.Output()))
+			if keep != "" {
+				saveLog(t, keep, p)
+			}
 		}
 	})
 	return c
+}
+
+// saveLog copies a failed test's process output to
+// $E2E_LOG_DIR/<test name>/<process name>.log, for CI artifacts.
+func saveLog(t testing.TB, dir string, p *Process) {
+	clean := func(s string) string {
+		return strings.Map(func(r rune) rune {
+			if r == '/' || r == ' ' || r == '#' || r == '@' || r == '(' || r == ')' {
+				return '_'
+			}
+			return r
+		}, s)
+	}
+	d := filepath.Join(dir, clean(t.Name()))
+	if err := os.MkdirAll(d, 0o755); err == nil {
+		err = os.WriteFile(filepath.Join(d, clean(p.Name)+".log"), []byte(p.Output()), 0o644)
+		if err == nil {
+			return
+		}
+	}
+	t.Logf("harness: could not save the log of %s under %s", p.Name, dir)
 }
 
 // uniqueName makes process names unique within the cluster (restarts,

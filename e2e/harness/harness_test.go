@@ -128,3 +128,15 @@ func TestWaitLogSeesOnlyWholeLines(t *testing.T) {
 		t.Errorf("matched a partial line: %q", m)
 	}
 }
+
+func TestFailedTestLogsAreSaved(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("E2E_LOG_DIR", dir)
+	p := &Process{Name: "server_1#2", out: newLogBuffer(nil)}
+	_, _ = p.out.Write([]byte("Server ready\n"))
+	saveLog(t, dir, p)
+	b, err := os.ReadFile(dir + "/" + strings.ReplaceAll(t.Name(), "/", "_") + "/server_1_2.log")
+	if err != nil || string(b) != "Server ready\n" {
+		t.Errorf("saved log %q, %v", b, err)
+	}
+}

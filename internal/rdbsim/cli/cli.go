@@ -49,7 +49,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
 	defer signal.Stop(sigs)
 	d := deps{
-		env:     osEnv(func(s string) { fmt.Fprintln(stderr, s) }),
+		env:     osEnv(func(s string) { fmt.Fprintln(stderr, s) }, func(s string) { fmt.Fprintln(stdout, s) }),
 		signals: sigs,
 		run:     node.Run,
 		ppid:    os.Getppid,

@@ -48,6 +48,7 @@ func testDeps(t *testing.T, wd string, fr *fakeRun) deps {
 				return []net.IP{net.ParseIP("127.0.0.1"), net.ParseIP("::1"), net.ParseIP("10.1.2.3")}, nil
 			},
 			warn: func(s string) { t.Log("warning:", s) },
+			say:  func(s string) { t.Log("stdout:", s) },
 		},
 		signals: make(chan os.Signal),
 		run: func(ctx context.Context, cfg node.Config) error {
@@ -309,6 +310,22 @@ func TestConfigFileErrors(t *testing.T) {
 	_, stderr, code := runMain(t, wd, fr, "--config-file", filepath.Join(wd, "missing.conf"))
 	if want := "Trouble reading config file '" + filepath.Join(wd, "missing.conf") + "'\n"; code != 1 || stderr != want {
 		t.Errorf("missing config file: exit %d, stderr %q", code, stderr)
+	}
+}
+
+func TestInitialPasswordAuto(t *testing.T) {
+	wd := t.TempDir()
+	fr := &fakeRun{}
+	d := testDeps(t, wd, fr)
+	var said []string
+	d.env.say = func(s string) { said = append(said, s) }
+	var out, errb bytes.Buffer
+	if code := mainWith(context.Background(), []string{"rethinkdb", "--initial-password", "auto"}, &out, &errb, d); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	pw := fr.cfg.InitialPassword
+	if len(pw) != 36 || pw == "auto" || len(said) != 1 || said[0] != "Generated random admin password: "+pw {
+		t.Errorf("password %q, printed %q", pw, said)
 	}
 }
 

@@ -1,6 +1,8 @@
 package cli
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
@@ -29,9 +31,10 @@ type env struct {
 	getwd      func() (string, error)
 	localAddrs func() ([]net.IP, error)
 	warn       func(string) // warnings printed to stderr before the server starts
+	say        func(string) // lines printed to stdout before the server starts
 }
 
-func osEnv(warn func(string)) env {
+func osEnv(warn, say func(string)) env {
 	return env{
 		getwd: os.Getwd,
 		localAddrs: func() ([]net.IP, error) {
@@ -48,6 +51,7 @@ func osEnv(warn func(string)) env {
 			return ips, nil
 		},
 		warn: warn,
+		say:  say,
 	}
 }
 
@@ -112,6 +116,11 @@ func resolve(cmd command, p parsed, argv []string, e env) (*invocation, error) {
 		cfg.Tags = appendUnique(tags, "default")
 	}
 	cfg.InitialPassword, _ = p.get("--initial-password")
+	if cfg.InitialPassword == "auto" {
+		// As the real server does, while reading its options.
+		cfg.InitialPassword = randomPassword()
+		e.say("Generated random admin password: " + cfg.InitialPassword)
+	}
 
 	if cmd != cmdCreate {
 		if err := resolveNetwork(cfg, p, e); err != nil {
@@ -411,6 +420,18 @@ func parseHostPort(source, option, value string, defaultPort int) (string, error
 		return "", bad
 	}
 	return join(host, n), nil
+}
+
+// randomPassword is a random uuid-shaped string, like the real server's.
+func randomPassword() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic("rethinkdb-sim: no randomness: " + err.Error()) // crypto/rand never fails on Linux
+	}
+	b[6] = b[6]&0x0f | 0x50 // the real one is a name-based (v5) uuid
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
 }
 
 // atoi is C's atoi: the leading digits, 0 when there are none.

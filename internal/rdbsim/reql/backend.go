@@ -1,9 +1,3 @@
-// Package reql evaluates the subset of ReQL that rethinkdb-sim supports.
-//
-// The evaluator knows nothing about clusters: everything it reads or writes
-// goes through a Backend, which the node package implements. Datums are the
-// plain Go values that encoding/json produces: nil, bool, float64, string,
-// []any and map[string]any (times are the TIME pseudo-type object).
 package reql
 
 import (

@@ -195,7 +195,47 @@ func (e *evaluator) eval(ctx context.Context, t *Term, n *env) (any, error) {
 	if !ok {
 		return nil, unsupported(t.Type)
 	}
+	t, err := e.spliceArgs(ctx, t, n)
+	if err != nil {
+		return nil, err
+	}
 	return h(e, ctx, t, n)
+}
+
+// spliceArgs expands r.args(array) arguments into the argument list.
+func (e *evaluator) spliceArgs(ctx context.Context, t *Term, n *env) (*Term, error) {
+	has := false
+	for _, a := range t.Args {
+		has = has || a.Type == p.Term_ARGS
+	}
+	if !has {
+		return t, nil
+	}
+	out := &Term{Type: t.Type, Opts: t.Opts}
+	for _, a := range t.Args {
+		if a.Type != p.Term_ARGS {
+			out.Args = append(out.Args, a)
+			continue
+		}
+		if len(a.Args) != 1 {
+			return nil, compileErr("Expected 1 argument but found %d.", len(a.Args))
+		}
+		v, err := e.eval(ctx, a.Args[0], n)
+		if err != nil {
+			return nil, err
+		}
+		if v, err = e.asDatum(ctx, v); err != nil {
+			return nil, err
+		}
+		arr, ok := v.([]any)
+		if !ok {
+			return nil, typeErr("ARRAY", v)
+		}
+		for _, x := range arr {
+			out.Args = append(out.Args, &Term{Datum: x})
+		}
+	}
+	return out, nil
 }
 
 type handler func(e *evaluator, ctx context.Context, t *Term, n *env) (any, error)
@@ -404,4 +444,14 @@ func derive(s *seqVal, items []any, keep bool) *seqVal {
 func isNonExistence(err error) bool {
 	var re *Error
 	return errors.As(err, &re) && re.Kind == RuntimeError && re.Type == ErrNonExistence
+}
+
+// AsError converts any error to the *Error a client should receive: query
+// errors pass through, others become OP_FAILED (or OP_INDETERMINATE for an
+// interrupted context).
+func AsError(err error) *Error {
+	if err == nil {
+		return nil
+	}
+	return wrapErr(err).(*Error)
 }

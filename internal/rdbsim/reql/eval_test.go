@@ -180,6 +180,8 @@ func TestEvalReads(t *testing.T) {
 		{"table default db", r.Table("people").Count(), `3`},
 		{"range", r.Range(3), `[0,1,2]`},
 		{"toJSON", r.Expr(map[string]any{"a": 1}).ToJSON(), `"{\"a\":1}"`},
+		{"args", people().GetAll(r.Args([]any{3, 1})).Field("id"), `[3,1]`},
+		{"db config", r.DB("test").Config().Field("name"), `"test"`},
 		{"slice", r.Expr([]any{1, 2, 3, 4}).Slice(1, -1), `[2,3]`},
 	}
 	for _, tc := range tests {

@@ -41,6 +41,51 @@ func init() {
 	register(p.Term_MIN, evalMinMax(-1))
 	register(p.Term_MAX, evalMinMax(1))
 	register(p.Term_RANGE, evalRange)
+	register(p.Term_CONFIG, evalConfig)
+}
+
+// evalConfig is db.config() and table.config(): the row of db_config or
+// table_config, as a single selection that can be updated.
+func evalConfig(e *evaluator, ctx context.Context, t *Term, n *env) (any, error) {
+	if err := argc(t, 1, 1); err != nil {
+		return nil, err
+	}
+	v, err := e.arg(ctx, t, 0, n)
+	if err != nil {
+		return nil, err
+	}
+	var sys string
+	var match func(row map[string]any) bool
+	switch v := v.(type) {
+	case *dbVal:
+		// Resolve through TableList so that missing and ambiguous names get
+		// the backend's errors.
+		if _, err := e.b.TableList(ctx, v.name); err != nil {
+			return nil, err
+		}
+		sys = "db_config"
+		match = func(row map[string]any) bool { return row["name"] == v.name }
+	case *tableVal:
+		sys = "table_config"
+		db, name := v.t.DB(), v.t.Name()
+		match = func(row map[string]any) bool { return row["db"] == db && row["name"] == name }
+	default:
+		return nil, QueryLogic("Expected type DATABASE or TABLE but found %s.", typeName(v))
+	}
+	cfg, err := e.b.Table(ctx, "rethinkdb", sys, TableOpts{})
+	if err != nil {
+		return nil, err
+	}
+	rows, err := e.scan(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range rows {
+		if m, ok := r.(map[string]any); ok && match(m) {
+			return &singleVal{t: cfg, key: m["id"], row: m}, nil
+		}
+	}
+	return nil, OpFailed("rethinkdb-sim: no %s row found for config()", sys)
 }
 
 func evalDB(e *evaluator, ctx context.Context, t *Term, n *env) (any, error) {

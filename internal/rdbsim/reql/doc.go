@@ -10,9 +10,11 @@
 // rethinkdb-sim evaluates only the terms below. Any other term fails with a
 // runtime error naming it, e.g. "rethinkdb-sim: term GROUP (144) is not
 // supported", so that a gap shows up as a failing query and never as a
-// wrong answer. Options the sim does not honour are refused the same way,
-// except the ones that cannot change a result (read_mode, durability,
-// non_atomic, profile), which are ignored.
+// wrong answer. Optional arguments not named below are ignored (read_mode,
+// durability, shards, replicas, ...), except a few that would change a
+// result, which are refused by name (getAll/orderBy/min/max index other
+// than the primary key, slice bounds, union options, changes options other
+// than include_initial and squash).
 //
 // Databases and tables: db, table (identifier_format "name" or "uuid"),
 // dbCreate, dbDrop, dbList (each name once, plus "rethinkdb"), tableCreate

@@ -1,7 +1,3 @@
-// Package node is one rethinkdb-sim process: a server or a proxy. It keeps
-// the server's identity and data in its data directory, meshes with its peers
-// over the cluster port, computes the system tables and implements
-// reql.Backend for the driver port.
 package node
 
 import (

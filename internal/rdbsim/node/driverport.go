@@ -2,22 +2,20 @@ package node
 
 import (
 	"context"
+
+	"github.com/rethinkdb-agent/rethinkdb-agent/internal/rdbsim/driver"
 )
 
-// serveDriver serves the driver protocol on ln until ctx ends.
-func (n *Node) serveDriver(ctx context.Context, ln *multiListener) {
-	// Until the driver package lands, connections are accepted and closed.
+// serveDriver serves the driver protocol on ln until ctx ends; the returned
+// channel is closed once every client connection is closed.
+func (n *Node) serveDriver(ctx context.Context, ln *multiListener) <-chan struct{} {
+	done := make(chan struct{})
 	n.goFunc(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
+		defer close(done)
+		err := driver.Serve(ctx, ln, driver.Config{Backend: n.Backend(), Password: n.AdminPassword})
+		if err != nil && ctx.Err() == nil {
+			n.logf("error: driver port: %v", err)
 		}
 	})
-	n.goFunc(func() {
-		<-ctx.Done()
-		ln.Close()
-	})
+	return done
 }

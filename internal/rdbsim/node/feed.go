@@ -16,6 +16,7 @@ type feed struct {
 
 	mu      sync.Mutex
 	prev    map[string]any // canonical key -> row
+	order   []string       // keys of the baseline, in table order
 	started bool
 	initial bool
 	closed  bool
@@ -24,8 +25,17 @@ type feed struct {
 
 var _ reql.Stream = (*feed)(nil)
 
-func newFeed(n *Node, key string, includeInitial bool, compute func(ctx context.Context) ([]any, error)) *feed {
-	return &feed{n: n, key: key, compute: compute, initial: includeInitial}
+// newFeed opens a feed. Its baseline is taken now, not at the first Next:
+// the driver answers a changefeed at once and asks for changes later, and
+// changes made in between must not be lost.
+func newFeed(ctx context.Context, n *Node, key string, includeInitial bool, compute func(ctx context.Context) ([]any, error)) (*feed, error) {
+	f := &feed{n: n, key: key, compute: compute, initial: includeInitial}
+	cur, order, err := f.snapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	f.prev, f.order = cur, order
+	return f, nil
 }
 
 func (f *feed) Feed() bool { return true }
@@ -73,15 +83,11 @@ func (f *feed) Next(ctx context.Context) ([]any, bool, error) {
 		return nil, false, nil
 	}
 	if !f.started {
-		cur, order, err := f.snapshot(ctx)
-		if err != nil {
-			return nil, false, err
-		}
-		f.prev, f.started = cur, true
-		if f.initial && len(order) > 0 {
+		f.started = true
+		if f.initial && len(f.order) > 0 {
 			var batch []any
-			for _, k := range order {
-				batch = append(batch, map[string]any{"new_val": cur[k]})
+			for _, k := range f.order {
+				batch = append(batch, map[string]any{"new_val": f.prev[k]})
 			}
 			return batch, true, nil
 		}

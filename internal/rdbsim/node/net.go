@@ -114,9 +114,9 @@ func listenAll(hosts []string, port int, all bool) (*multiListener, error) {
 			continue // the port picked on the first host was taken on another
 		}
 		if errors.Is(err, syscall.EADDRINUSE) {
-			return nil, fmt.Errorf("TCP socket creation failed for port %d: Address already in use.", p)
+			return nil, fmt.Errorf("error: TCP socket creation failed for port %d: Address already in use.", p)
 		}
-		return nil, fmt.Errorf("TCP socket creation failed for port %d: %w", p, err)
+		return nil, fmt.Errorf("error: TCP socket creation failed for port %d: %w", p, err)
 	}
 }
 

@@ -297,13 +297,20 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 
 	var driverLn, httpLn *multiListener
+	var driverDone <-chan struct{}
+	driverCtx, stopDriver := context.WithCancel(ctx)
+	defer stopDriver()
 	shutdown := func() {
 		if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
 			n.logf("%s", cause.Error())
 		}
 		n.logf("Shutting down client connections...")
+		stopDriver()
 		if driverLn != nil {
 			driverLn.Close()
+		}
+		if driverDone != nil {
+			<-driverDone
 		}
 		if httpLn != nil {
 			httpLn.Close()
@@ -355,7 +362,7 @@ func (n *Node) Run(ctx context.Context) error {
 	n.driverPort, n.httpPort = dport, hport
 	n.mu.Unlock()
 
-	n.serveDriver(ctx, driverLn)
+	driverDone = n.serveDriver(driverCtx, driverLn)
 	if httpLn != nil {
 		n.serveHTTP(ctx, httpLn)
 	}

@@ -46,9 +46,9 @@ func (t *sysTable) Get(ctx context.Context, key any) (any, error) {
 func (t *sysTable) Scan(ctx context.Context) ([]any, error) { return t.rows(), nil }
 
 func (t *sysTable) Changes(ctx context.Context, includeInitial bool) (reql.Stream, error) {
-	return newFeed(t.n, "id", includeInitial, func(ctx context.Context) ([]any, error) {
+	return newFeed(ctx, t.n, "id", includeInitial, func(ctx context.Context) ([]any, error) {
 		return t.rows(), nil
-	}), nil
+	})
 }
 
 func (t *sysTable) Insert(ctx context.Context, docs []map[string]any, conflict string) (reql.WriteSummary, error) {

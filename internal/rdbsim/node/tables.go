@@ -198,7 +198,7 @@ func (t *userTable) Changes(ctx context.Context, includeInitial bool) (reql.Stre
 	if _, _, err := t.route("read"); err != nil {
 		return nil, err
 	}
-	return newFeed(t.n, t.pk, includeInitial, func(ctx context.Context) ([]any, error) {
+	return newFeed(ctx, t.n, t.pk, includeInitial, func(ctx context.Context) ([]any, error) {
 		return t.Scan(ctx)
-	}), nil
+	})
 }

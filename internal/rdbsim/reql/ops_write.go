@@ -36,7 +36,17 @@ func addSummary(a *WriteSummary, b WriteSummary) {
 }
 
 // summaryDatum is the write response object of the real server.
-func summaryDatum(s WriteSummary, returnChanges bool) map[string]any {
+// changesMode is the return_changes optarg: off, true (changed documents
+// only) or "always" (every document the write looked at).
+type changesMode int
+
+const (
+	changesOff changesMode = iota
+	changesOn
+	changesAlways
+)
+
+func summaryDatum(s WriteSummary, returnChanges changesMode) map[string]any {
 	out := map[string]any{
 		"deleted":   float64(s.Deleted),
 		"errors":    float64(s.Errors),
@@ -55,28 +65,34 @@ func summaryDatum(s WriteSummary, returnChanges bool) map[string]any {
 		}
 		out["generated_keys"] = keys
 	}
-	if returnChanges {
+	if returnChanges != changesOff {
 		changes := make([]any, 0, len(s.Changes))
 		for _, c := range s.Changes {
-			changes = append(changes, normalize(c))
+			c := normalize(c).(map[string]any)
+			if returnChanges == changesOn && equalDatum(c["old_val"], c["new_val"]) {
+				continue // unchanged documents are listed only with "always"
+			}
+			changes = append(changes, c)
 		}
 		out["changes"] = changes
 	}
 	return out
 }
 
-func (e *evaluator) returnChanges(ctx context.Context, t *Term, n *env) (bool, error) {
+func (e *evaluator) returnChanges(ctx context.Context, t *Term, n *env) (changesMode, error) {
 	v, ok, err := e.optDatum(ctx, t, "return_changes", n)
 	if err != nil || !ok {
-		return false, err
+		return changesOff, err
 	}
 	switch v {
-	case true, "always":
-		return true, nil
+	case true:
+		return changesOn, nil
+	case "always":
+		return changesAlways, nil
 	case false:
-		return false, nil
+		return changesOff, nil
 	}
-	return false, QueryLogic("Invalid return_changes value %s (options are true, false and 'always').", printDatum(v))
+	return changesOff, QueryLogic("Invalid return_changes value %s (options are true, false and 'always').", printDatum(v))
 }
 
 func evalInsert(e *evaluator, ctx context.Context, t *Term, n *env) (any, error) {
@@ -138,7 +154,7 @@ func evalInsert(e *evaluator, ctx context.Context, t *Term, n *env) (any, error)
 			gen = []string{id}
 		}
 		var old any
-		if rc {
+		if rc != changesOff {
 			if old, err = e.get(ctx, tbl, m[pk]); err != nil {
 				return nil, err
 			}
@@ -148,7 +164,7 @@ func evalInsert(e *evaluator, ctx context.Context, t *Term, n *env) (any, error)
 			return nil, err
 		}
 		s.GeneratedKeys = append(s.GeneratedKeys, gen...)
-		if rc && s.Changes == nil && (s.Inserted > 0 || s.Replaced > 0) {
+		if rc != changesOff && s.Changes == nil && (s.Inserted > 0 || s.Replaced > 0) {
 			nv, err := e.get(ctx, tbl, m[pk])
 			if err != nil {
 				return nil, err
@@ -196,7 +212,7 @@ func (e *evaluator) writeTargets(ctx context.Context, v any) ([]target, error) {
 // modify runs a write over every target. mk computes the new document
 // from the old one; a runtime error from mk counts as that row's error in
 // the summary (as the server reports it) instead of aborting the query.
-func (e *evaluator) modify(ctx context.Context, targets []target, rc bool, mk func(ctx context.Context, pk string, key, old any) (any, error)) (map[string]any, error) {
+func (e *evaluator) modify(ctx context.Context, targets []target, rc changesMode, mk func(ctx context.Context, pk string, key, old any) (any, error)) (map[string]any, error) {
 	var total WriteSummary
 	for _, tg := range targets {
 		var rowErr *Error
@@ -230,7 +246,7 @@ func (e *evaluator) modify(ctx context.Context, targets []target, rc bool, mk fu
 			if s.FirstError == "" {
 				s.FirstError = rowErr.Msg
 			}
-		} else if rc && s.Changes == nil && s.Errors == 0 && (s.Inserted+s.Replaced+s.Deleted) > 0 {
+		} else if rc != changesOff && s.Changes == nil && s.Errors == 0 && (s.Inserted+s.Replaced+s.Deleted) > 0 {
 			s.Changes = []map[string]any{{"new_val": newSeen, "old_val": oldSeen}}
 		}
 		addSummary(&total, s)

@@ -619,6 +619,10 @@ func (n *Node) dialLoop(ctx context.Context, d *dialer) {
 		err := n.dialOnce(ctx, addrs, d.expect)
 		switch {
 		case err == nil:
+			n.mu.Lock()
+			d.everConnected = true
+			n.changedLocked()
+			n.mu.Unlock()
 			bo = backoffMin
 			continue
 		case errors.Is(err, errSelf):

@@ -413,7 +413,11 @@ func (n *Node) waitJoined(ctx context.Context) bool {
 		n.mu.Lock()
 		pending := false
 		for _, d := range n.dialers {
-			if !d.join && d.expect != "" && n.conns[d.expect] == nil && !d.everConnected {
+			id := d.expect
+			if d.join {
+				id = n.addrID[d.addrs[0]]
+			}
+			if !d.everConnected && (id == "" || n.conns[id] == nil) {
 				pending = true
 			}
 		}

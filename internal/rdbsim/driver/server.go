@@ -154,7 +154,7 @@ func (s *Server) handle(ctx context.Context, c net.Conn) {
 		_, _ = c.Write(append([]byte(unsupportedMagic), 0))
 		return
 	}
-	cn := &conn{s: s, c: c, ctx: ctx, queries: map[int64]*query{}}
+	cn := &conn{s: s, c: c, ctx: ctx, cancel: cancel, queries: map[int64]*query{}}
 	cn.serve(r)
 }
 
@@ -196,16 +196,58 @@ func (s *Server) handshakeV0_4(r *bufio.Reader, w io.Writer) error {
 // conn is one authenticated connection. Queries run concurrently, each in
 // its own goroutine; writes to the socket are serialized.
 type conn struct {
-	s   *Server
-	c   net.Conn
-	ctx context.Context
+	s      *Server
+	c      net.Conn
+	ctx    context.Context
+	cancel context.CancelFunc // ends every query of the connection
 
 	wmu sync.Mutex // serializes responses
 
 	mu      sync.Mutex
 	queries map[int64]*query // open streams by token
 	wg      sync.WaitGroup   // every query goroutine
-	noreply sync.WaitGroup   // noreply queries, for NOREPLY_WAIT
+	noreply inflight         // noreply queries, for NOREPLY_WAIT
+}
+
+// inflight counts running queries; unlike a WaitGroup it may be waited on
+// while new ones start.
+type inflight struct {
+	mu   sync.Mutex
+	n    int
+	zero chan struct{} // closed when n drops to 0
+}
+
+func (f *inflight) add() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.n == 0 {
+		f.zero = make(chan struct{})
+	}
+	f.n++
+}
+
+func (f *inflight) done() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.n--
+	if f.n == 0 {
+		close(f.zero)
+	}
+}
+
+// wait returns once the queries running now have finished, or ctx ends.
+func (f *inflight) wait(ctx context.Context) {
+	f.mu.Lock()
+	if f.n == 0 {
+		f.mu.Unlock()
+		return
+	}
+	zero := f.zero
+	f.mu.Unlock()
+	select {
+	case <-zero:
+	case <-ctx.Done():
+	}
 }
 
 // query is an open stream: a sequence with more batches, or a changefeed.
@@ -232,11 +274,7 @@ func (cn *conn) serve(r *bufio.Reader) {
 	defer func() {
 		// The reader is done: stop every query, wait for their goroutines,
 		// then close the streams nobody uses any more.
-		cn.mu.Lock()
-		for _, q := range cn.queries {
-			q.cancel()
-		}
-		cn.mu.Unlock()
+		cn.cancel()
 		cn.c.Close()
 		cn.wg.Wait()
 		for _, q := range cn.queries {
@@ -317,7 +355,7 @@ func (cn *conn) dispatch(token int64, body []byte) {
 		cn.wg.Add(1)
 		go func() {
 			defer cn.wg.Done()
-			cn.noreply.Wait()
+			cn.noreply.wait(cn.ctx)
 			cn.send(token, response{T: waitComplete, R: []any{}})
 		}()
 	case queryServerInfo:
@@ -339,12 +377,12 @@ func (cn *conn) dispatch(token int64, body []byte) {
 func (cn *conn) start(token int64, term any, opts map[string]any, noreply bool) {
 	cn.wg.Add(1)
 	if noreply {
-		cn.noreply.Add(1)
+		cn.noreply.add()
 	}
 	go func() {
 		defer cn.wg.Done()
 		if noreply {
-			defer cn.noreply.Done()
+			defer cn.noreply.done()
 		}
 		qctx, cancel := context.WithCancel(cn.ctx)
 		res, err := reql.Run(qctx, cn.s.cfg.Backend, term, opts)

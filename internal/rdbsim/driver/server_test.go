@@ -600,3 +600,45 @@ func BenchmarkFilterRoundTrip(b *testing.B) {
 		}
 	}
 }
+
+// TestDisconnectEndsFeeds checks that a client going away while a CONTINUE
+// waits on a changefeed ends the query and closes the feed.
+func TestDisconnectEndsFeeds(t *testing.T) {
+	f := start(t, "", 0, 1)
+	rc := dialRaw(t, f.addr)
+	scan := []any{15, []any{[]any{14, []any{"test"}}, "items"}}
+	rc.send(1, []any{1, []any{152, []any{scan}}})
+	if resp := rc.recv(); resp.T != 3 {
+		t.Fatalf("feed start = %+v", resp)
+	}
+	rc.send(1, []any{2})
+	waitFor(t, "feed open", func() bool { return f.table.Feeds() == 1 })
+	rc.c.Close()
+	waitFor(t, "feed closed after disconnect", func() bool { return f.table.Feeds() == 0 })
+}
+
+// TestServeStops checks that ending ctx stops Serve and closes clients.
+func TestServeStops(t *testing.T) {
+	b := reqltest.New()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- driver.Serve(ctx, ln, driver.Config{Backend: b}) }()
+	rc := dialRaw(t, ln.Addr().String())
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Serve: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Serve did not return after cancel")
+	}
+	_ = rc.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := rc.r.ReadByte(); err != io.EOF {
+		t.Errorf("client read after shutdown: %v, want EOF", err)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"sync"
 	"time"
 
@@ -215,7 +216,7 @@ func (n *Node) acceptLoop(ctx context.Context) {
 			if n.tls != nil {
 				c = tls.Server(c, n.tls.server)
 			}
-			_, _ = n.handshake(ctx, c, "", "")
+			_, _ = n.handshake(ctx, c, "", "", false)
 		})
 	}
 }
@@ -223,7 +224,7 @@ func (n *Node) acceptLoop(ctx context.Context) {
 // handshake runs the hello exchange on c. dialled is the address c was
 // dialled at ("" for an accepted connection); expect is the id the dialler
 // expects to find there ("" for any).
-func (n *Node) handshake(ctx context.Context, c net.Conn, dialled, expect string) (string, error) {
+func (n *Node) handshake(ctx context.Context, c net.Conn, dialled, expect string, logRefusal bool) (string, error) {
 	_ = c.SetDeadline(time.Now().Add(handshakeTimeout))
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
@@ -257,7 +258,7 @@ func (n *Node) handshake(ctx context.Context, c net.Conn, dialled, expect string
 		n.addrID[dialled] = info.ID
 		if expect != "" && info.ID != expect {
 			key := dialled + "|" + info.ID
-			if !n.refused[key] {
+			if logRefusal && !n.refused[key] {
 				n.refused[key] = true
 				n.logf("Refusing connection to %s: server %s was expected there, but server %s answered. A server whose data directory was replaced must not take the place of the old one.", dialled, expect, info.ID)
 			}
@@ -580,12 +581,14 @@ func (n *Node) ensurePeerDialerLocked(ctx context.Context, id string, addrs []st
 				d.addrs = append(d.addrs, a)
 			}
 		}
+		sortDialOrder(d.addrs)
 		if d.until.IsZero() || until.After(d.until) {
 			d.until = until
 		}
 		return
 	}
 	d := &dialer{key: key, addrs: append([]string(nil), addrs...), expect: id, until: until}
+	sortDialOrder(d.addrs)
 	n.dialers[key] = d
 	n.goFunc(func() { n.dialLoop(ctx, d) })
 }
@@ -649,22 +652,69 @@ func (n *Node) dialLoop(ctx context.Context, d *dialer) {
 // answers.
 func (n *Node) dialOnce(ctx context.Context, addrs []string, expect string) error {
 	var last error = errors.New("no address to dial")
+	allLoopback := true
+	for _, a := range addrs {
+		allLoopback = allLoopback && isLoopbackAddr(a)
+	}
+	selfOnly := true
 	for _, a := range addrs {
 		dctx, cancel := context.WithTimeout(ctx, dialTimeout)
 		var d net.Dialer
 		c, err := d.DialContext(dctx, "tcp", a)
 		cancel()
 		if err != nil {
-			last = err
+			last, selfOnly = err, false
 			continue
 		}
 		if n.tls != nil {
 			c = tls.Client(c, n.tls.client)
 		}
-		_, err = n.handshake(ctx, c, a, expect)
+		// A peer bound to every address advertises its loopback addresses
+		// too; from another host those reach ourselves or a neighbour.
+		// Such answers are skipped quietly and the next address is tried.
+		_, err = n.handshake(ctx, c, a, expect, allLoopback || !isLoopbackAddr(a))
+		switch {
+		case errors.Is(err, errSelf):
+			last = err
+			continue
+		case errors.Is(err, errRefused):
+			last, selfOnly = err, false
+			continue
+		}
 		return err
 	}
+	if selfOnly && len(addrs) > 0 {
+		return errSelf
+	}
 	return last
+}
+
+// isLoopbackAddr reports whether host:port names a loopback address.
+func isLoopbackAddr(a string) bool {
+	h, _, err := net.SplitHostPort(a)
+	if err != nil {
+		return false
+	}
+	if h == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(h)
+	return ip != nil && ip.IsLoopback()
+}
+
+// sortDialOrder puts non-loopback addresses first (stable), so that peers on
+// other hosts are reached through an address that leads to them.
+func sortDialOrder(addrs []string) {
+	slices.SortStableFunc(addrs, func(a, b string) int {
+		la, lb := isLoopbackAddr(a), isLoopbackAddr(b)
+		switch {
+		case la == lb:
+			return 0
+		case lb:
+			return -1
+		}
+		return 1
+	})
 }
 
 // rpcReq is a table operation forwarded to the table's primary.

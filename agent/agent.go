@@ -123,6 +123,7 @@ type Agent struct {
 
 	mu     sync.Mutex
 	status Status
+	ops    ops // metrics and health state (status.go)
 }
 
 // New returns an agent. cfg.Dial and cfg.StartBridge are required.
@@ -131,13 +132,15 @@ func New(cfg Config) (*Agent, error) {
 		return nil, errors.New("agent: Config.Dial and Config.StartBridge are required")
 	}
 	cfg.setDefaults()
-	return &Agent{
+	a := &Agent{
 		cfg:        cfg,
 		log:        cfg.Logger,
 		classifier: newClassifier(cfg.Resolver, cfg.Probe),
 		since:      map[string]time.Time{},
 		reported:   map[string]bool{},
-	}, nil
+	}
+	a.initOps()
+	return a, nil
 }
 
 // Run reconciles until ctx ends: on every discovery update, every cluster
@@ -158,6 +161,7 @@ func (a *Agent) Run(ctx context.Context) error {
 				return nil // discovery has stopped: we are shutting down
 			}
 			a.peers = ps
+			a.setDiscovered()
 		case _, ok := <-a.changes:
 			if !ok {
 				a.changes = nil // the watch ended; the tick remains
@@ -242,7 +246,7 @@ func (a *Agent) reconcile(ctx context.Context) {
 			delay := min(a.cfg.MaxBackoff, a.cfg.Interval<<min(a.failures, 10))
 			a.nextBridge = a.cfg.Now().Add(delay)
 			a.log.Error("bridge failed; will retry", "err", err, "attempt", a.failures, "retry_in", delay)
-			a.record(Record{Time: a.cfg.Now(), Kind: "bridge_failed", Reason: err.Error()})
+			a.record(Record{Time: a.cfg.Now(), Kind: KindBridgeFailed, Reason: err.Error()})
 		} else {
 			a.failures = 0
 			a.nextBridge = time.Time{}
@@ -404,7 +408,8 @@ func (a *Agent) bridge(ctx context.Context, v rethink.View, targets []peerView) 
 		a.setProxy("")
 		a.log.Info("proxy stopped", "proxy", b.ID())
 	}()
-	a.record(Record{Time: start, Kind: "bridge_started", After: strings.Join(joins, " "), Reason: "foreign peers " + strings.Join(keys, ", ")})
+	a.record(Record{Time: start, Kind: KindBridgeStarted, ID: b.ID(), After: strings.Join(joins, " "),
+		Reason: "foreign peers " + strings.Join(keys, ", ")})
 
 	mctx, cancel := context.WithTimeout(ctx, a.cfg.MergeTimeout)
 	defer cancel()
@@ -412,9 +417,11 @@ func (a *Agent) bridge(ctx context.Context, v rethink.View, targets []peerView) 
 	if err != nil {
 		return fmt.Errorf("mesh not whole after %s: %w", a.cfg.MergeTimeout, err)
 	}
-	a.log.Info("mesh is whole", "servers", len(merged.Servers), "took", a.cfg.Now().Sub(start).Round(time.Millisecond))
-	a.record(Record{Time: a.cfg.Now(), Kind: "bridge_succeeded",
-		Before: fmt.Sprintf("%d servers", len(v.Servers)), After: fmt.Sprintf("%d servers", len(merged.Servers))})
+	took := a.cfg.Now().Sub(start)
+	a.log.Info("mesh is whole", "proxy", b.ID(), "servers", len(merged.Servers), "took", took.Round(time.Millisecond),
+		"before", serverList(v), "after", serverList(merged))
+	a.record(Record{Time: a.cfg.Now(), Kind: KindBridgeSucceeded, ID: b.ID(), Before: serverList(v),
+		After: serverList(merged), Took: took})
 	a.resolve(ctx, merged, origin)
 	return nil
 }
@@ -521,7 +528,7 @@ func (a *Agent) resolve(ctx context.Context, v rethink.View, origin *Origin) {
 				a.log.Warn("collision left alone (--collisions=report)", "would", act.Kind, "id", act.ID,
 					"before", act.From, "after", after(act), "issue", act.Issue, "reason", act.Reason)
 				a.record(Record{Time: a.cfg.Now(), Kind: "would_" + string(act.Kind), ID: act.ID,
-					Before: act.From, After: after(act), Reason: act.Reason, DryRun: true})
+					Before: act.From, After: after(act), Issue: act.Issue, Reason: act.Reason, DryRun: true})
 			}
 		}
 		return
@@ -545,7 +552,7 @@ func (a *Agent) resolve(ctx context.Context, v rethink.View, origin *Origin) {
 		a.log.Info("cluster change", "action", act.Kind, "id", act.ID, "before", act.From, "after", after(act),
 			"issue", act.Issue, "reason", act.Reason)
 		a.record(Record{Time: a.cfg.Now(), Kind: string(act.Kind), ID: act.ID, Before: act.From,
-			After: after(act), Reason: act.Reason})
+			After: after(act), Issue: act.Issue, Reason: act.Reason})
 	}
 }
 

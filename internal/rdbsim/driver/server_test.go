@@ -104,7 +104,7 @@ func TestHandshake(t *testing.T) {
 				}
 				return
 			}
-			if err == nil || err.Error() != tc.wantErr {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 				t.Fatalf("got %v, want %q", err, tc.wantErr)
 			}
 			var ae r.RQLAuthError
@@ -112,6 +112,34 @@ func TestHandshake(t *testing.T) {
 				t.Errorf("error type %T, want rethinkdb.RQLAuthError", err)
 			}
 		})
+	}
+}
+
+func TestLegacyHandshake(t *testing.T) {
+	f := start(t, "s3cret", 0, 1)
+	for _, tc := range []struct {
+		key     string
+		wantErr string
+	}{
+		{"s3cret", ""},
+		{"nope", `Server dropped connection with message: "ERROR: Incorrect authorization key."`},
+	} {
+		s, err := r.Connect(r.ConnectOpts{Address: f.addr, HandshakeVersion: r.HandshakeV0_4, AuthKey: tc.key, InitialCap: 1, MaxOpen: 1})
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("key %q: got %v, want %q", tc.key, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatalf("key %q: %v", tc.key, err)
+		}
+		var n int
+		err = r.DB("test").Table("items").Count().ReadOne(&n, s)
+		s.Close()
+		if err != nil || n != 1 {
+			t.Errorf("count over V0_4 = %d, %v", n, err)
+		}
 	}
 }
 

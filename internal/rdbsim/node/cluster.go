@@ -605,6 +605,7 @@ func (n *Node) dialLoop(ctx context.Context, d *dialer) {
 		ch := n.changeCh
 		if n.closing || (!connected && !d.until.IsZero() && time.Now().After(d.until)) {
 			delete(n.dialers, d.key)
+			n.changedLocked()
 			n.mu.Unlock()
 			return
 		}

@@ -287,3 +287,12 @@ func update(fields map[string]any) func(any) (any, error) {
 		return m, nil
 	}
 }
+
+// waitDBs waits until s sees n databases.
+func waitDBs(t *testing.T, s *simNode, n int) {
+	t.Helper()
+	until(t, fmt.Sprintf("%d databases", n), func() bool {
+		dbs, _ := s.Backend().DBs(context.Background())
+		return len(dbs) == n
+	}, s)
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/rethinkdb-agent/rethinkdb-agent/internal/rdbsim/reql"
 )
@@ -27,6 +28,7 @@ func TestRestartedServerIsRedialled(t *testing.T) {
 	s2 := startReady(t, serverCfg(t, dir(t, "s2"), "server_2", s1))
 	s3 := startReady(t, serverCfg(t, dir(t, "s3"), "server_3", s1))
 	meshed(t, s1, s2, s3)
+	waitDBs(t, s3, 1)
 	if _, err := s3.Backend().TableCreate(ctx, "test", "t3", reql.TableCreateOpts{}); err != nil {
 		t.Fatal(err)
 	}
@@ -74,6 +76,7 @@ func TestFullRestartWithoutJoinStaysSplit(t *testing.T) {
 	s3 := startReady(t, serverCfg(t, dir(t, "s3"), "server_3", s1))
 	meshed(t, s1, s2, s3)
 	for _, s := range []*simNode{s1, s3} {
+		waitDBs(t, s, 1)
 		if _, err := s.Backend().TableCreate(ctx, "test", "t_"+s.ID()[:4], reql.TableCreateOpts{}); err != nil {
 			t.Fatal(err)
 		}
@@ -138,6 +141,7 @@ func TestServerNameCollisionAndRename(t *testing.T) {
 	if _, _, err := dup.Backend().DBDrop(ctx, "test"); err != nil {
 		t.Fatal(err)
 	}
+	waitDBs(t, s2, 1)
 	if _, err := s2.Backend().TableCreate(ctx, "test", "t2", reql.TableCreateOpts{}); err != nil {
 		t.Fatal(err)
 	}
@@ -260,4 +264,23 @@ func TestMoveTableKeepsData(t *testing.T) {
 	if err != nil || s.FirstError != "Can't rename table `test.t1` to `app.t1` because table `app.t1` already exists." {
 		t.Fatalf("move onto an existing name: %+v %v", s, err)
 	}
+}
+
+func TestLostPeerForgottenAfterReconnectTimeout(t *testing.T) {
+	cfg := serverCfg(t, dir(t, "s1"), "server_1")
+	cfg.ReconnectTimeout = 300 * time.Millisecond
+	s1 := startReady(t, cfg)
+	s2 := startReady(t, serverCfg(t, dir(t, "s2"), "server_2", s1))
+	meshed(t, s1, s2)
+	s2.stop()
+	until(t, "dialer for server_2 started", func() bool {
+		s1.mu.Lock()
+		defer s1.mu.Unlock()
+		return s1.dialers["peer:"+s2.ID()] != nil
+	}, s1)
+	until(t, "dialer for server_2 given up", func() bool {
+		s1.mu.Lock()
+		defer s1.mu.Unlock()
+		return s1.dialers["peer:"+s2.ID()] == nil
+	}, s1)
 }

@@ -1,0 +1,716 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/net/dns/dnsmessage"
+
+	"github.com/rethinkdb-agent/rethinkdb-agent/discovery"
+	"github.com/rethinkdb-agent/rethinkdb-agent/rethink"
+)
+
+const execUsage = `Usage: rethinkdb-agent exec [flags] -- rethinkdb [serve] [ARGS...]
+
+Runs rethinkdb as a child (the container's entrypoint) and the agent loop of
+'rethinkdb-agent run' beside it. SIGTERM and SIGINT are forwarded to
+rethinkdb, and rethinkdb's exit code becomes this command's exit code.
+
+Before starting rethinkdb it adds to ARGS, unless ARGS already say:
+  --join IP:PORT      for every discovered peer whose cluster port answers
+                      (one short discovery round; none: the node starts alone
+                      and the agent bridges it later)
+  --server-name NAME  <project>_<service>_<n> from Docker's DNS for compose
+                      and swarm containers, else the host name, with every
+                      character outside [A-Za-z0-9_] replaced by '_'
+  --directory DIR     DATA_ROOT/NAME when --data-root is set, so that the
+                      replicas of a scaled service can share one volume
+  --config-file FILE  a 0600 file holding initial-password, when a password
+                      is configured (--password-file): a password on the
+                      command line would be shown to every client in
+                      server_status.process.argv. RethinkDB uses it only when
+                      it creates a new data directory.
+The agent's --node defaults to 127.0.0.1 and rethinkdb's driver port (from
+--driver-port and -o/--port-offset in ARGS), --proxy-bind to "all" and
+--rethinkdb to the binary in ARGS.
+
+Flags (the flags of 'run', plus):
+  -data-root PATH
+    	keep each server's data in PATH/<server name> (env RETHINKDB_AGENT_DATA_ROOT)
+  -initial-join-wait DURATION
+    	how long to look for reachable peers before starting rethinkdb (env RETHINKDB_AGENT_INITIAL_JOIN_WAIT) (default 3s)
+`
+
+// execOptions are the flags that only exec has.
+type execOptions struct {
+	dataRoot string
+	joinWait time.Duration
+}
+
+// splitExecArgs separates the agent's flags from rethinkdb's command line at
+// "--" and takes the exec-only flags out of the agent's flags.
+func splitExecArgs(args []string) (opts execOptions, agentArgs, child []string, err error) {
+	i := slices.Index(args, "--")
+	if i < 0 {
+		return opts, nil, nil, errors.New("missing '--' before the rethinkdb command line")
+	}
+	agentArgs, child = args[:i], args[i+1:]
+	if len(child) == 0 {
+		return opts, nil, nil, errors.New("no rethinkdb command line after '--'")
+	}
+	opts.joinWait = 3 * time.Second
+	joinWait := ""
+	var rest []string
+	for j := 0; j < len(agentArgs); j++ {
+		a := agentArgs[j]
+		name, val, hasVal := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if !strings.HasPrefix(a, "-") || (name != "data-root" && name != "initial-join-wait") {
+			rest = append(rest, a)
+			continue
+		}
+		if !hasVal {
+			if j+1 >= len(agentArgs) {
+				return opts, nil, nil, fmt.Errorf("flag needs an argument: -%s", name)
+			}
+			j++
+			val = agentArgs[j]
+		}
+		if name == "data-root" {
+			opts.dataRoot = val
+		} else {
+			joinWait = "--initial-join-wait " + val
+			if opts.joinWait, err = time.ParseDuration(val); err != nil || opts.joinWait < 0 {
+				return opts, nil, nil, fmt.Errorf("--initial-join-wait %q: want a duration such as 3s", val)
+			}
+		}
+	}
+	if opts.dataRoot == "" {
+		opts.dataRoot = os.Getenv(envPrefix + "DATA_ROOT")
+	}
+	if v, ok := os.LookupEnv(envPrefix + "INITIAL_JOIN_WAIT"); ok && joinWait == "" {
+		if opts.joinWait, err = time.ParseDuration(v); err != nil || opts.joinWait < 0 {
+			return opts, nil, nil, fmt.Errorf("environment variable %sINITIAL_JOIN_WAIT %q: want a duration such as 3s", envPrefix, v)
+		}
+	}
+	return opts, rest, child, nil
+}
+
+// rdbArgs is what exec needs to know of rethinkdb's command line. RethinkDB
+// takes "--name value" only (never --name=value).
+type rdbArgs struct {
+	args        []string // without the binary
+	proxy       bool
+	driverPort  int
+	clusterPort int
+	binds       []string
+	has         map[string]bool // canonical long option names present
+}
+
+var rdbAliases = map[string]string{
+	"-d": "--directory", "-n": "--server-name", "-j": "--join", "-o": "--port-offset", "-t": "--server-tag",
+}
+
+func parseRethinkArgs(args []string) (*rdbArgs, error) {
+	r := &rdbArgs{args: args, has: map[string]bool{}}
+	vals := map[string]string{}
+	for i, a := range args {
+		if i == 0 && !strings.HasPrefix(a, "-") {
+			switch a {
+			case "serve":
+				continue
+			case "proxy":
+				r.proxy = true
+				continue
+			default:
+				return nil, fmt.Errorf("rethinkdb %s: exec runs 'rethinkdb [serve] ARGS' or 'rethinkdb proxy ARGS'", a)
+			}
+		}
+		if !strings.HasPrefix(a, "-") {
+			continue
+		}
+		name := a
+		if long, ok := rdbAliases[a]; ok {
+			name = long
+		}
+		r.has[name] = true
+		if i+1 < len(args) && !strings.HasPrefix(args[i+1], "-") {
+			switch name {
+			case "--bind", "--bind-cluster", "--bind-driver":
+				if name != "--bind-cluster" {
+					r.binds = append(r.binds, args[i+1])
+				}
+			default:
+				vals[name] = args[i+1]
+			}
+		}
+	}
+	num := func(name string, def int) (int, error) {
+		v, ok := vals[name]
+		if !ok {
+			return def, nil
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 || n > 65535 {
+			return 0, fmt.Errorf("rethinkdb %s %q: not a port", name, v)
+		}
+		return n, nil
+	}
+	offset, err := num("--port-offset", 0)
+	if err != nil {
+		return nil, err
+	}
+	if r.driverPort, err = num("--driver-port", 28015); err != nil {
+		return nil, err
+	}
+	if r.clusterPort, err = num("--cluster-port", 29015); err != nil {
+		return nil, err
+	}
+	// As rethinkdb does: the offset applies to every port but 0 (a free one).
+	if r.driverPort != 0 {
+		r.driverPort += offset
+	}
+	if r.clusterPort != 0 {
+		r.clusterPort += offset
+	}
+	if r.driverPort == 0 || r.driverPort > 65535 {
+		return nil, fmt.Errorf("rethinkdb driver port %d: exec needs a fixed driver port for the agent", r.driverPort)
+	}
+	return r, nil
+}
+
+// nodeHost is where the agent reaches the driver port: loopback unless the
+// driver port is bound to specific non-loopback addresses only.
+func (r *rdbArgs) nodeHost() string {
+	if len(r.binds) == 0 {
+		return "127.0.0.1"
+	}
+	for _, b := range r.binds {
+		if b == "all" || b == "0.0.0.0" {
+			return "127.0.0.1"
+		}
+		if ip, err := netip.ParseAddr(b); err == nil && ip.IsLoopback() {
+			return "127.0.0.1"
+		}
+	}
+	return r.binds[0]
+}
+
+// serverNameRE is what a RethinkDB server name may hold.
+var invalidNameChars = regexp.MustCompile(`[^A-Za-z0-9_]`)
+
+func sanitizeName(s string) string {
+	s = invalidNameChars.ReplaceAllString(s, "_")
+	if s == "" || strings.Trim(s, "_") == "" {
+		return ""
+	}
+	return s
+}
+
+// swarmTask matches the start of the name Docker's DNS gives a swarm task:
+// <service>.<slot>.<task id>.
+var swarmTask = regexp.MustCompile(`^([^.]+)\.([0-9]+)\.[a-z0-9]{25}(\.|$)`)
+
+// nameFromPTR turns the reverse DNS name Docker's embedded DNS gives a
+// container into a server name that survives the container's recreation:
+// compose containers are "<project>_<service>_<n>.<network>" (compose v1) or
+// "<project>-<service>-<n>.<network>" (v2), swarm tasks
+// "<stack>_<service>.<slot>.<task id>.<network>".
+func nameFromPTR(ptr string) string {
+	ptr = strings.TrimSuffix(ptr, ".")
+	if m := swarmTask.FindStringSubmatch(ptr); m != nil {
+		return sanitizeName(m[1] + "_" + m[2])
+	}
+	first, _, _ := strings.Cut(ptr, ".")
+	return sanitizeName(first)
+}
+
+// nameSource is what defaultServerName asks of the machine (replaced in tests).
+type nameSource struct {
+	resolvConf string
+	hostname   func() (string, error)
+	localIPs   func() ([]netip.Addr, error)
+	lookupAddr func(ctx context.Context, addr string) ([]string, error)
+}
+
+func systemNameSource() nameSource {
+	return nameSource{
+		resolvConf: "/etc/resolv.conf",
+		hostname:   os.Hostname,
+		localIPs:   localIPs,
+		lookupAddr: func(ctx context.Context, addr string) ([]string, error) {
+			return lookupPTR(ctx, "127.0.0.11:53", addr)
+		},
+	}
+}
+
+// lookupPTR asks one DNS server for addr's PTR names. net.Resolver would
+// answer from /etc/hosts first, where Docker maps the container's IP to its
+// host name (the container id): the name we want only DNS knows.
+func lookupPTR(ctx context.Context, server, addr string) ([]string, error) {
+	arpa, err := dnsmessage.NewName(reverseName(addr))
+	if err != nil {
+		return nil, err
+	}
+	q := dnsmessage.Message{
+		Header:    dnsmessage.Header{ID: uint16(time.Now().UnixNano()), RecursionDesired: true},
+		Questions: []dnsmessage.Question{{Name: arpa, Type: dnsmessage.TypePTR, Class: dnsmessage.ClassINET}},
+	}
+	packed, err := q.Pack()
+	if err != nil {
+		return nil, err
+	}
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "udp", server)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	if dl, ok := ctx.Deadline(); ok {
+		_ = conn.SetDeadline(dl)
+	}
+	if _, err := conn.Write(packed); err != nil {
+		return nil, err
+	}
+	buf := make([]byte, 1500)
+	n, err := conn.Read(buf)
+	if err != nil {
+		return nil, err
+	}
+	var m dnsmessage.Message
+	if err := m.Unpack(buf[:n]); err != nil {
+		return nil, err
+	}
+	if m.ID != q.ID {
+		return nil, errors.New("PTR reply with another id")
+	}
+	var names []string
+	for _, a := range m.Answers {
+		if ptr, ok := a.Body.(*dnsmessage.PTRResource); ok {
+			names = append(names, ptr.PTR.String())
+		}
+	}
+	if len(names) == 0 {
+		return nil, fmt.Errorf("no PTR record for %s", addr)
+	}
+	return names, nil
+}
+
+// reverseName is the in-addr.arpa (or ip6.arpa) name of an address.
+func reverseName(addr string) string {
+	ip, err := netip.ParseAddr(addr)
+	if err != nil {
+		return addr
+	}
+	ip = ip.Unmap()
+	if ip.Is4() {
+		b := ip.As4()
+		return fmt.Sprintf("%d.%d.%d.%d.in-addr.arpa.", b[3], b[2], b[1], b[0])
+	}
+	b := ip.As16()
+	var sb strings.Builder
+	for i := len(b) - 1; i >= 0; i-- {
+		fmt.Fprintf(&sb, "%x.%x.", b[i]&0xf, b[i]>>4)
+	}
+	return sb.String() + "ip6.arpa."
+}
+
+// defaultServerName names the server after its compose or swarm container
+// when Docker's embedded DNS (127.0.0.11) answers for it, else after the
+// host name (a Kubernetes StatefulSet pod is "<set>-<ordinal>").
+func defaultServerName(ctx context.Context, src nameSource) string {
+	if usesDockerDNS(src.resolvConf) {
+		if ips, err := src.localIPs(); err == nil {
+			for _, ip := range ips {
+				lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+				names, err := src.lookupAddr(lctx, ip.String())
+				cancel()
+				if err == nil && len(names) > 0 {
+					if n := nameFromPTR(names[0]); n != "" {
+						return n
+					}
+				}
+			}
+		}
+	}
+	if h, err := src.hostname(); err == nil {
+		if n := sanitizeName(h); n != "" {
+			return n
+		}
+	}
+	return "rethinkdb"
+}
+
+func usesDockerDNS(resolvConf string) bool {
+	f, err := os.Open(resolvConf)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		if fields := strings.Fields(s.Text()); len(fields) == 2 && fields[0] == "nameserver" && fields[1] == "127.0.0.11" {
+			return true
+		}
+	}
+	return false
+}
+
+// localIPs are this machine's non-loopback unicast addresses.
+func localIPs() ([]netip.Addr, error) {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil, err
+	}
+	var out []netip.Addr
+	for _, a := range addrs {
+		p, err := netip.ParsePrefix(a.String())
+		if err != nil {
+			continue
+		}
+		ip := p.Addr().Unmap()
+		if ip.IsLoopback() || ip.IsLinkLocalUnicast() || ip.IsMulticast() {
+			continue
+		}
+		out = append(out, ip)
+	}
+	slices.SortFunc(out, netip.Addr.Compare)
+	return out, nil
+}
+
+// reachablePeers runs discovery for at most wait and returns the cluster
+// endpoints of peers that accept a TCP connection, leaving out this
+// machine's own addresses. It returns as soon as a round finds some.
+func reachablePeers(ctx context.Context, m *discovery.Manager, wait time.Duration, self []netip.Addr,
+	probe func(context.Context, netip.AddrPort) error, log *slog.Logger) []string {
+	if wait <= 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = m.Run(ctx)
+	}()
+	defer func() { cancel(); <-done }()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case peers, ok := <-m.Updates():
+			if !ok {
+				return nil
+			}
+			if eps := probePeers(ctx, peers, self, probe); len(eps) > 0 {
+				return eps
+			}
+			log.Debug("no discovered peer answers yet", "peers", len(peers))
+		}
+	}
+}
+
+func probePeers(ctx context.Context, peers []discovery.Peer, self []netip.Addr,
+	probe func(context.Context, netip.AddrPort) error) []string {
+	var out []string
+	for _, p := range peers {
+		for _, a := range p.Addrs {
+			var ips []netip.Addr
+			if ip, err := netip.ParseAddr(a); err == nil {
+				ips = []netip.Addr{ip.Unmap()}
+			} else if got, err := net.DefaultResolver.LookupNetIP(ctx, "ip4", a); err == nil {
+				ips = got
+			}
+			for _, ip := range ips {
+				ip = ip.Unmap()
+				if ip.IsLoopback() || slices.Contains(self, ip) {
+					continue
+				}
+				ep := netip.AddrPortFrom(ip, uint16(p.Port))
+				if probe(ctx, ep) == nil && !slices.Contains(out, ep.String()) {
+					out = append(out, ep.String())
+				}
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// writePasswordConfig writes a 0600 config file holding initial-password
+// (after the lines of the user's own config file, if any).
+func writePasswordConfig(dir, userConfig, password string) (string, error) {
+	if strings.ContainsAny(password, "\r\n") {
+		return "", errors.New("the password holds a line break; it cannot go into a rethinkdb config file")
+	}
+	var b strings.Builder
+	if userConfig != "" {
+		data, err := os.ReadFile(userConfig)
+		if err != nil {
+			return "", fmt.Errorf("rethinkdb --config-file: %w", err)
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			if k, _, _ := strings.Cut(strings.TrimSpace(line), "="); strings.TrimSpace(k) == "initial-password" {
+				continue // ours wins
+			}
+			b.WriteString(line + "\n")
+		}
+	}
+	b.WriteString("initial-password=" + password + "\n")
+	f, err := os.CreateTemp(dir, "rethinkdb-agent-*.conf")
+	if err != nil {
+		return "", fmt.Errorf("password config file: %w", err)
+	}
+	if err := f.Chmod(0o600); err == nil {
+		_, err = f.WriteString(b.String())
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(f.Name())
+		return "", fmt.Errorf("password config file: %w", err)
+	}
+	return f.Name(), nil
+}
+
+// replaceArg replaces the value of option name (or alias) in args.
+func replaceArg(args []string, value string, names ...string) []string {
+	out := slices.Clone(args)
+	for i := 0; i+1 < len(out); i++ {
+		if slices.Contains(names, out[i]) {
+			out[i+1] = value
+		}
+	}
+	return out
+}
+
+func argValue(args []string, names ...string) string {
+	for i := 0; i+1 < len(args); i++ {
+		if slices.Contains(names, args[i]) {
+			return args[i+1]
+		}
+	}
+	return ""
+}
+
+func hasFlag(args []string, name string) bool {
+	for _, a := range args {
+		n, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if strings.HasPrefix(a, "-") && n == name {
+			return true
+		}
+	}
+	return false
+}
+
+// execMain is `rethinkdb-agent exec`; it returns the process exit code.
+func execMain(args []string, stderr io.Writer) int {
+	if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
+		fmt.Fprint(stderr, execUsage)
+		return 0
+	}
+	// Signals are caught from the very start: one that arrives before the
+	// child runs stops the start.
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(sigs)
+	code, err := execRun(context.Background(), args, sigs, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "rethinkdb-agent exec:", err)
+	}
+	return code
+}
+
+// execRun prepares rethinkdb's command line, runs it and the agent loop, and
+// returns rethinkdb's exit code. Errors before the child starts give 1.
+func execRun(ctx context.Context, args []string, sigs <-chan os.Signal, stderr io.Writer) (int, error) {
+	opts, agentArgs, child, err := splitExecArgs(args)
+	if err != nil {
+		return 2, err
+	}
+	rdb, err := parseRethinkArgs(child[1:])
+	if err != nil {
+		return 2, err
+	}
+	if rdb.proxy {
+		return 2, errors.New("exec runs a rethinkdb server, not a proxy")
+	}
+	// Defaults that only make sense beside a child we started ourselves.
+	var pre []string
+	if !hasFlag(agentArgs, "node") && os.Getenv(envName("node")) == "" {
+		pre = append(pre, "--node", net.JoinHostPort(rdb.nodeHost(), strconv.Itoa(rdb.driverPort)))
+	}
+	if !hasFlag(agentArgs, "proxy-bind") && os.Getenv(envName("proxy-bind")) == "" {
+		// The proxy must be reachable from the other containers, which
+		// learn its addresses from it: loopback-only would advertise
+		// 127.0.0.1, an address that leads each of them to itself.
+		pre = append(pre, "--proxy-bind", "all")
+	}
+	if !hasFlag(agentArgs, "rethinkdb") && os.Getenv(envName("rethinkdb")) == "" {
+		pre = append(pre, "--rethinkdb", child[0])
+	}
+	agentArgs = append(pre, agentArgs...)
+	c, err := parseRun(agentArgs, stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0, nil
+		}
+		return 2, err
+	}
+	log := newLogger(c, stderr).With("component", "exec")
+	password, err := rethink.LoadPassword(c.passwordFile, envPrefix+"PASSWORD")
+	if err != nil {
+		return 1, err
+	}
+
+	argv := slices.Clone(child[1:])
+	name := argValue(argv, "--server-name", "-n")
+	if name == "" {
+		name = defaultServerName(ctx, systemNameSource())
+		argv = append(argv, "--server-name", name)
+	}
+	if opts.dataRoot != "" && !rdb.has["--directory"] {
+		dir := filepath.Join(opts.dataRoot, name)
+		if err := os.MkdirAll(opts.dataRoot, 0o755); err != nil {
+			return 1, fmt.Errorf("--data-root: %w", err)
+		}
+		argv = append(argv, "--directory", dir)
+	}
+	var confFile string
+	if password != "" {
+		dir := opts.dataRoot // scratch images may have no /tmp
+		if st, err := os.Stat(os.TempDir()); err == nil && st.IsDir() {
+			dir = os.TempDir()
+		}
+		confFile, err = writePasswordConfig(dir, argValue(argv, "--config-file"), password)
+		if err != nil {
+			return 1, err
+		}
+		defer os.Remove(confFile)
+		if rdb.has["--config-file"] {
+			argv = replaceArg(argv, confFile, "--config-file")
+		} else {
+			argv = append(argv, "--config-file", confFile)
+		}
+	}
+	if !rdb.has["--join"] {
+		m, err := c.disc.manager(log)
+		if err != nil {
+			return 1, err
+		}
+		self, _ := localIPs()
+		joins := reachablePeers(ctx, m, opts.joinWait, self, func(ctx context.Context, ep netip.AddrPort) error {
+			d := net.Dialer{Timeout: time.Second}
+			conn, err := d.DialContext(ctx, "tcp", ep.String())
+			if err == nil {
+				conn.Close()
+			}
+			return err
+		}, log)
+		if len(joins) == 0 {
+			log.Info("no peer reachable: starting alone; the agent bridges later")
+		} else {
+			log.Info("joining reachable peers at start", "joins", joins)
+		}
+		for _, j := range joins {
+			argv = append(argv, "--join", j)
+		}
+	}
+	select {
+	case s := <-sigs:
+		return 128 + int(s.(syscall.Signal)), fmt.Errorf("stopped by %v before rethinkdb started", s)
+	default:
+	}
+
+	cmd := exec.Command(child[0], argv...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	// Its own process group: rethinkdb forks a helper with the same command
+	// line, and the signal is meant for both.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	log.Info("starting rethinkdb", "binary", child[0], "server_name", name, "node", c.node)
+	if err := cmd.Start(); err != nil {
+		return 127, fmt.Errorf("start %s: %w", child[0], err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+
+	agentCtx, stopAgent := context.WithCancel(ctx)
+	agentDone := make(chan struct{})
+	go func() {
+		defer close(agentDone)
+		if err := runCmd(agentCtx, agentArgs, stderr); err != nil {
+			// The database matters more than its agent: keep it serving.
+			log.Error("the agent loop stopped; rethinkdb keeps running without it", "err", err)
+		}
+	}()
+	if confFile != "" {
+		go removeWhenServing(agentCtx, confFile, net.JoinHostPort(rdb.nodeHost(), strconv.Itoa(rdb.driverPort)))
+	}
+
+	var waitErr error
+	for done := false; !done; {
+		select {
+		case s := <-sigs:
+			log.Info("forwarding signal to rethinkdb", "signal", s.String())
+			_ = syscall.Kill(-cmd.Process.Pid, s.(syscall.Signal))
+			stopAgent() // the agent stops any proxy it runs
+		case waitErr = <-exited:
+			done = true
+		}
+	}
+	stopAgent()
+	<-agentDone
+	return exitCode(cmd.ProcessState, waitErr), nil
+}
+
+// removeWhenServing deletes the password config file once rethinkdb serves
+// clients: it has read its options long before.
+func removeWhenServing(ctx context.Context, file, driver string) {
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	for {
+		d := net.Dialer{Timeout: time.Second}
+		if c, err := d.DialContext(ctx, "tcp", driver); err == nil {
+			c.Close()
+			os.Remove(file)
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// exitCode is the child's exit code, 128+N when signal N killed it (as a
+// shell reports it).
+func exitCode(ps *os.ProcessState, err error) int {
+	if ps == nil {
+		if err != nil {
+			return 1
+		}
+		return 0
+	}
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return 128 + int(ws.Signal())
+	}
+	return ps.ExitCode()
+}

@@ -226,9 +226,7 @@ func runCmd(ctx context.Context, args []string, stderr io.Writer) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return manager.Run(ctx) })
 	g.Go(func() error { return a.Run(ctx) })
-	if c.http.addr != "" {
-		g.Go(func() error { return serveHTTP(ctx, c.http, a, log) })
-	}
+	g.Go(func() error { return serveHTTP(ctx, c.http, a, manager, log) })
 	err = g.Wait()
 	log.Info("rethinkdb-agent stopped")
 	return err

@@ -26,6 +26,7 @@ Usage:
   rethinkdb-agent run [flags]     run beside a rethinkdb node (sidecar)
   rethinkdb-agent exec [flags] -- rethinkdb [ARGS...]
                                   run rethinkdb as a child (container entrypoint)
+  rethinkdb-agent status [flags]  show a running agent's view (or the node's)
   rethinkdb-agent version         print the version
   rethinkdb-agent help [command]  show help
 
@@ -57,12 +58,18 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case "exec":
 		return execMain(args[1:], stderr)
+	case "status":
+		return statusMain(context.Background(), args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, versionString())
 		return 0
 	case "help", "-h", "--help":
 		if len(args) > 1 && args[1] == "exec" {
 			fmt.Fprint(stdout, execUsage)
+			return 0
+		}
+		if len(args) > 1 && args[1] == "status" {
+			_, _ = parseStatus([]string{"--help"}, stdout)
 			return 0
 		}
 		if len(args) > 1 && args[1] == "run" {

@@ -251,7 +251,7 @@ func agentStatusDoc(a agentView, snap []discovery.PeerState, n int) statusDoc {
 		info.Healthy, info.HealthError = false, err.Error()
 	}
 	d := statusDoc{Source: "agent", Agent: info, Ready: &ready, NotReady: why, NodeError: s.NodeError,
-		Proxy: s.Proxy, Counts: s.Counts}
+		Proxy: s.Proxy, Counts: s.Counts, Servers: []serverInfo{}, Issues: []issueInfo{}}
 	if s.View != nil {
 		d.setView(*s.View)
 	}
@@ -279,7 +279,7 @@ func agentStatusDoc(a agentView, snap []discovery.PeerState, n int) statusDoc {
 		}
 		d.Peers = append(d.Peers, pi)
 	}
-	d.Recent = s.Recent[max(0, len(s.Recent)-n):]
+	d.Recent = append([]agent.Record{}, s.Recent[max(0, len(s.Recent)-n):]...)
 	return d
 }
 

@@ -14,6 +14,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/rethinkdb-agent/rethinkdb-agent/agent"
 	"github.com/rethinkdb-agent/rethinkdb-agent/rethink"
 )
 
@@ -157,7 +158,9 @@ func fetchAgentStatus(ctx context.Context, c *statusConfig) (statusDoc, error) {
 	if err != nil {
 		return statusDoc{}, err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	// One request: no connection is kept for later.
+	client := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := client.Do(req)
 	if err != nil {
 		return statusDoc{}, err
 	}
@@ -184,18 +187,23 @@ func nodeStatus(ctx context.Context, c *statusConfig) (statusDoc, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	cl, err := rethink.Dial(ctx, rethink.Options{Address: c.node, User: c.user, Password: password, Timeout: c.timeout})
+	v, err := readNodeView(ctx, rethink.Options{Address: c.node, User: c.user, Password: password, Timeout: c.timeout})
 	if err != nil {
 		return statusDoc{}, err
 	}
-	defer cl.Close()
-	v, err := cl.View(ctx)
-	if err != nil {
-		return statusDoc{}, err
-	}
-	d := statusDoc{Source: "node", Peers: []peerInfo{}, Discovery: []discovered{}}
+	d := statusDoc{Source: "node", Peers: []peerInfo{}, Discovery: []discovered{}, Recent: []agent.Record{}}
 	d.setView(v)
 	return d, nil
+}
+
+// readNodeView reads the cluster view from a node; tests replace it.
+var readNodeView = func(ctx context.Context, opts rethink.Options) (rethink.View, error) {
+	cl, err := rethink.Dial(ctx, opts)
+	if err != nil {
+		return rethink.View{}, err
+	}
+	defer cl.Close()
+	return cl.View(ctx)
 }
 
 // printStatus writes the status as tables.

@@ -1,0 +1,150 @@
+package mdns
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rethinkdb-agent/rethinkdb-agent/discovery"
+)
+
+// inNetns marks the re-executed test binary running inside a fresh network
+// namespace.
+const inNetns = "MDNS_TEST_IN_NETNS"
+
+// TestRunOverLoopbackMulticast runs three providers in one process over
+// real multicast, hermetically: the test binary runs itself again in a new
+// network namespace (unshare --net) whose only interface is loopback, with
+// multicast turned on and a multicast route. Nothing leaves the namespace.
+// It is the race-detector and goroutine-leak check of Run; the e2e tests
+// (e2e/mdns_test.go) do the same across separate namespaces on a bridge.
+func TestRunOverLoopbackMulticast(t *testing.T) {
+	if os.Getenv(inNetns) == "" {
+		reexecInNetns(t, "TestRunOverLoopbackMulticast")
+		return
+	}
+	const (
+		idA = "00000000-0000-4000-8000-00000000000a"
+		idB = "00000000-0000-4000-8000-00000000000b"
+		idC = "00000000-0000-4000-8000-00000000000c"
+	)
+	cfg := func(secret string) Config {
+		return Config{Interface: "lo", Cluster: "blue", Secret: []byte(secret), Agent: "test",
+			MinInterval: 100 * time.Millisecond, MaxInterval: 300 * time.Millisecond, Expiry: 1500 * time.Millisecond}
+	}
+	a, logsA := newTestProvider(t, cfg("s"))
+	b, _ := newTestProvider(t, cfg("s"))
+	c, _ := newTestProvider(t, cfg("wrong"))
+	a.Announce(testAnnouncement(idA, "a", "127.0.0.1", "10.99.0.1"))
+	b.Announce(testAnnouncement(idB, "b", "10.99.0.2"))
+	c.Announce(testAnnouncement(idC, "c", "10.99.0.3"))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ctxB, cancelB := context.WithCancel(ctx)
+	defer cancelB()
+	upA, upB := make(chan []discovery.Group), make(chan []discovery.Group)
+	done := make(chan struct{}, 3)
+	run := func(ctx context.Context, p *Provider, up chan []discovery.Group) {
+		go func() { p.Run(ctx, up); done <- struct{}{} }()
+	}
+	run(ctx, a, upA)
+	run(ctxB, b, upB)
+	upC := make(chan []discovery.Group, 100)
+	run(ctx, c, upC)
+	go func() { // C's output is not checked; keep it flowing.
+		for {
+			select {
+			case <-upC:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+
+	// waitPeers waits until up delivers exactly the peer ids want.
+	waitPeers := func(who string, up chan []discovery.Group, want ...string) []discovery.Peer {
+		t.Helper()
+		deadline := time.After(10 * time.Second)
+		var last []discovery.Peer
+		for {
+			select {
+			case gs := <-up:
+				if len(gs) != 1 || gs[0].Source != Name {
+					t.Fatalf("%s: groups %+v", who, gs)
+				}
+				last = gs[0].Peers
+				var ids []string
+				for _, p := range last {
+					ids = append(ids, p.ServerID)
+				}
+				if strings.Join(ids, ",") == strings.Join(want, ",") {
+					return last
+				}
+			case <-deadline:
+				t.Fatalf("%s: peers %+v, want ids %v\nlogs of A:\n%s", who, last, want, logsA)
+			}
+		}
+	}
+	peers := waitPeers("A", upA, idB)
+	if p := peers[0]; p.Cluster != "blue" || p.Port != 29015 || p.DriverPort != 28015 || strings.Join(p.Addrs, ",") != "10.99.0.2" {
+		t.Errorf("A sees B as %+v", p)
+	}
+	waitPeers("B", upB, idA)
+	// C signs with another secret: A heard it and ignored it.
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(logsA.String(), "c-00000000") || !strings.Contains(logsA.String(), "does not verify") {
+		if time.Now().After(deadline) {
+			t.Fatalf("A did not log C's bad signature:\n%s", logsA)
+		}
+		select {
+		case <-upA:
+			t.Fatal("A's peers changed")
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	// B stops: A drops it once it expires.
+	cancelB()
+	waitPeers("A", upA)
+
+	cancel()
+	for range 3 {
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("Run did not return after cancel")
+		}
+	}
+}
+
+// reexecInNetns runs test again in a new network namespace with loopback
+// up and multicast on, and fails with its output if it fails. It skips
+// loudly without root, unshare or ip.
+func reexecInNetns(t *testing.T, test string) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skipf("SKIPPED: %s needs root (it creates a network namespace); this real-multicast test did not run", test)
+	}
+	for _, tool := range []string{"unshare", "ip"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skipf("SKIPPED: %s needs %s (util-linux, iproute2); this real-multicast test did not run", test, tool)
+		}
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	script := `ip link set lo up && ip link set lo multicast on && ip route add 224.0.0.0/4 dev lo && exec "$0" "$@"`
+	cmd := exec.CommandContext(ctx, "unshare", "--net", "sh", "-c", script, exe,
+		"-test.run=^"+test+"$", "-test.v", "-test.count=1")
+	cmd.Env = append(os.Environ(), inNetns+"=1")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS: "+test) {
+		t.Fatalf("%s in a new network namespace: %v\n%s", test, err, out)
+	}
+}

@@ -281,7 +281,7 @@ func TestBrowserFenceAndLogsOnce(t *testing.T) {
 	if b.expire(now.Add(a.cfg.Expiry / 2)) {
 		t.Error("expired too early")
 	}
-	if !b.expire(now.Add(a.cfg.Expiry + time.Second)) || len(b.peers) != 0 || len(b.problems) != 0 {
+	if !b.expire(now.Add(a.cfg.Expiry+time.Second)) || len(b.peers) != 0 || len(b.problems) != 0 {
 		t.Errorf("not expired: %v %v", b.peers, b.problems)
 	}
 	// A goodbye (TTL 0) removes at once.

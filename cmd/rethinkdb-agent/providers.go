@@ -7,7 +7,9 @@ import (
 	"strings"
 
 	"github.com/rethinkdb-agent/rethinkdb-agent/discovery"
+	"github.com/rethinkdb-agent/rethinkdb-agent/discovery/mdns"
 	"github.com/rethinkdb-agent/rethinkdb-agent/discovery/static"
+	"github.com/rethinkdb-agent/rethinkdb-agent/rethink"
 )
 
 // discoveryConfig is the discovery part of the command line.
@@ -16,13 +18,23 @@ type discoveryConfig struct {
 	cluster   string
 	peers     listFlag
 	peersFile string
+
+	mdnsService, mdnsInterface, mdnsSecretFile string
+	mdnsIPv6                                   bool
+	// onSelf is set by manager when a provider announces the local
+	// server (mdns); run wires it to agent.Config.OnSelf.
+	onSelf func(rethink.Server)
 }
 
 func (d *discoveryConfig) register(fs *flag.FlagSet) {
-	fs.StringVar(&d.providers, "discovery", "static", "comma-separated discovery `PROVIDERS` (this build: static)")
+	fs.StringVar(&d.providers, "discovery", "static", "comma-separated discovery `PROVIDERS` (this build: static, mdns)")
 	fs.StringVar(&d.cluster, "cluster", "", "the cluster's `NAME`: peers announcing another cluster name are never joined")
 	fs.Var(&d.peers, "peer", "a peer's cluster `HOST:PORT` (port defaults to 29015); repeatable")
 	fs.StringVar(&d.peersFile, "peers-file", "", "`PATH` of a file with one peer HOST:PORT per line, watched for changes")
+	fs.StringVar(&d.mdnsService, "mdns-service", mdns.DefaultService, "mDNS (DNS-SD) service `TYPE` announced and browsed")
+	fs.StringVar(&d.mdnsInterface, "mdns-interface", "", "network `INTERFACE` for mDNS (default: the default multicast interface; queries go on every multicast one)")
+	fs.BoolVar(&d.mdnsIPv6, "mdns-ipv6", false, "also query mDNS over IPv6 (IPv4 is always used)")
+	fs.StringVar(&d.mdnsSecretFile, "mdns-secret-file", "", "`PATH` of the shared secret that signs mDNS announcements; only peers whose signature verifies are used (or set "+envPrefix+"MDNS_SECRET)")
 }
 
 func (d *discoveryConfig) names() []string {
@@ -38,9 +50,9 @@ func (d *discoveryConfig) names() []string {
 func (d *discoveryConfig) validate() error {
 	for _, p := range d.names() {
 		switch p {
-		case static.Name:
+		case static.Name, mdns.Name:
 		default:
-			return fmt.Errorf("--discovery: unknown provider %q (this build has: static)", p)
+			return fmt.Errorf("--discovery: unknown provider %q (this build has: static, mdns)", p)
 		}
 	}
 	return nil
@@ -57,6 +69,18 @@ func (d *discoveryConfig) manager(log *slog.Logger) (*discovery.Manager, error) 
 				return nil, err
 			}
 			providers = append(providers, p)
+		case mdns.Name:
+			secret, err := mdns.LoadSecret(d.mdnsSecretFile, envPrefix+"MDNS_SECRET")
+			if err != nil {
+				return nil, err
+			}
+			p, err := mdns.New(mdns.Config{Service: d.mdnsService, Interface: d.mdnsInterface, IPv6: d.mdnsIPv6,
+				Cluster: d.cluster, Secret: secret, Agent: versionString(), Logger: log})
+			if err != nil {
+				return nil, err
+			}
+			d.onSelf = func(s rethink.Server) { p.Announce(mdnsAnnouncement(s)) }
+			providers = append(providers, p)
 		}
 	}
 	m := discovery.NewManager(log, providers...)
@@ -64,4 +88,13 @@ func (d *discoveryConfig) manager(log *slog.Logger) (*discovery.Manager, error) 
 		m.Fence = discovery.ClusterFence(d.cluster)
 	}
 	return m, nil
+}
+
+// mdnsAnnouncement is what the mDNS provider announces about the server.
+func mdnsAnnouncement(s rethink.Server) mdns.Announcement {
+	a := mdns.Announcement{ServerID: s.ID, Name: s.Name, ClusterPort: s.ClusterPort, DriverPort: s.DriverPort}
+	for _, ca := range s.CanonicalAddresses {
+		a.Addrs = append(a.Addrs, ca.Host)
+	}
+	return a
 }

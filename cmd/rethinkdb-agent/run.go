@@ -211,6 +211,7 @@ func runCmd(ctx context.Context, args []string, stderr io.Writer) error {
 			})
 		},
 		Peers:         manager.Updates(),
+		OnSelf:        c.disc.onSelf, // the mDNS provider announces the local server
 		Interval:      c.interval,
 		MergeTimeout:  c.mergeTimeout,
 		FallbackAfter: c.fallback,

@@ -27,6 +27,7 @@ type Cluster interface {
 	MoveTable(ctx context.Context, id, fromDB, toDB string) (bool, error)
 	RenameServer(ctx context.Context, id, from, to string) (bool, error)
 	DropDBIfEmpty(ctx context.Context, id, name string) (bool, error)
+	DropDuplicateDBIfEmpty(ctx context.Context, id, name string) (bool, error)
 	Close() error
 }
 
@@ -557,7 +558,7 @@ func (a *Agent) resolve(ctx context.Context, v rethink.View, origin *Origin) {
 }
 
 func after(act Action) string {
-	if act.Kind == ActionDropEmptyDB {
+	if act.Kind == ActionDropEmptyDB || act.Kind == ActionDropDuplicateDB {
 		return "(dropped)"
 	}
 	return act.To
@@ -569,6 +570,8 @@ func apply(ctx context.Context, c Cluster, act Action) (bool, error) {
 		return c.RenameDB(ctx, act.ID, act.From, act.To)
 	case ActionDropEmptyDB:
 		return c.DropDBIfEmpty(ctx, act.ID, act.From)
+	case ActionDropDuplicateDB:
+		return c.DropDuplicateDBIfEmpty(ctx, act.ID, act.From)
 	case ActionMoveTable:
 		return c.MoveTable(ctx, act.ID, act.From, act.To)
 	case ActionRenameTable:

@@ -186,6 +186,19 @@ func (c *fakeCluster) DropDBIfEmpty(_ context.Context, id, name string) (bool, e
 	return true, nil
 }
 
+func (c *fakeCluster) DropDuplicateDBIfEmpty(ctx context.Context, id, name string) (bool, error) {
+	c.w.mu.Lock()
+	dup := false
+	for _, d := range c.w.dbs {
+		dup = dup || (d.id != id && d.name == name)
+	}
+	c.w.mu.Unlock()
+	if !dup {
+		return false, nil
+	}
+	return c.DropDBIfEmpty(ctx, id, name)
+}
+
 func (c *fakeCluster) MoveTable(context.Context, string, string, string) (bool, error) {
 	return false, fmt.Errorf("not in this fake")
 }

@@ -15,11 +15,14 @@ type ActionKind string
 // The changes the agent makes. There is no kind that deletes a table, and
 // ActionDropDB only ever deletes a database that holds no table.
 const (
-	ActionRenameDB     ActionKind = "rename_db"
-	ActionDropEmptyDB  ActionKind = "drop_empty_db"
-	ActionMoveTable    ActionKind = "move_table"
-	ActionRenameTable  ActionKind = "rename_table"
-	ActionRenameServer ActionKind = "rename_server"
+	ActionRenameDB    ActionKind = "rename_db"
+	ActionDropEmptyDB ActionKind = "drop_empty_db"
+	// ActionDropDuplicateDB drops an empty database only while another one
+	// still has its name.
+	ActionDropDuplicateDB ActionKind = "drop_empty_duplicate_db"
+	ActionMoveTable       ActionKind = "move_table"
+	ActionRenameTable     ActionKind = "rename_table"
+	ActionRenameServer    ActionKind = "rename_server"
 )
 
 // Action is one planned change, addressed by UUID. From is the value the
@@ -36,7 +39,7 @@ type Action struct {
 
 func (a Action) String() string {
 	switch a.Kind {
-	case ActionDropEmptyDB:
+	case ActionDropEmptyDB, ActionDropDuplicateDB:
 		return fmt.Sprintf("%s %s (%s): %s", a.Kind, a.From, a.ID, a.Reason)
 	case ActionMoveTable:
 		return fmt.Sprintf("%s %s from db %s to db %s: %s", a.Kind, a.ID, a.From, a.To, a.Reason)
@@ -183,14 +186,17 @@ func (p *planner) dbCollision(is rethink.Issue) []Action {
 			full = append(full, id)
 		}
 	}
-	keep := ids[0]
+	// When every duplicate is empty, which one stays does not matter, so
+	// the choice ignores the origin (only the bridging agent has one): every
+	// agent keeps the smallest uuid, and racing agents drop the same ones.
+	keep := slices.Min(ids)
 	if len(full) > 0 {
 		keep = full[0]
 	}
 	var out []Action
 	for _, id := range empty {
 		if id != keep {
-			out = append(out, Action{Kind: ActionDropEmptyDB, ID: id, From: is.Name, Issue: is.Type,
+			out = append(out, Action{Kind: ActionDropDuplicateDB, ID: id, From: is.Name, Issue: is.Type,
 				Reason: fmt.Sprintf("duplicate database %q holds no table; %s keeps the name", is.Name, keep)})
 		}
 	}

@@ -47,11 +47,11 @@ func TestPlan(t *testing.T) {
 		want   []Action
 	}{
 		{
-			name: "fresh test dbs: one empty duplicate is dropped, nothing renamed", policy: PolicySafe,
+			name: "fresh test dbs: the empty duplicates go, the smallest uuid stays whatever the origin", policy: PolicySafe,
 			view: blogView(), origin: sideA,
 			want: []Action{
-				{Kind: ActionDropEmptyDB, ID: appB, From: "app"},
-				{Kind: ActionDropEmptyDB, ID: dbB, From: "test"},
+				{Kind: ActionDropDuplicateDB, ID: appB, From: "app"},
+				{Kind: ActionDropDuplicateDB, ID: dbA, From: "test"},
 			},
 		},
 		{
@@ -74,8 +74,8 @@ func TestPlan(t *testing.T) {
 			name: "an empty duplicate goes, the full one keeps the name even from the smaller side", policy: PolicySafe,
 			view: blogView(tbl("t3", "t3", dbB)), origin: sideA,
 			want: []Action{
-				{Kind: ActionDropEmptyDB, ID: appB, From: "app"},
-				{Kind: ActionDropEmptyDB, ID: dbA, From: "test"},
+				{Kind: ActionDropDuplicateDB, ID: appB, From: "app"},
+				{Kind: ActionDropDuplicateDB, ID: dbA, From: "test"},
 			},
 		},
 		{
@@ -95,7 +95,7 @@ func TestPlan(t *testing.T) {
 			view: blogView(tbl("x1", "items", appA), tbl("x3", "items", appB)), origin: sideA,
 			want: []Action{
 				{Kind: ActionRenameDB, ID: appB, From: "app", To: "app_d452890f"},
-				{Kind: ActionDropEmptyDB, ID: dbB, From: "test"},
+				{Kind: ActionDropDuplicateDB, ID: dbA, From: "test"},
 			},
 		},
 		{
@@ -112,8 +112,8 @@ func TestPlan(t *testing.T) {
 			name: "report plans like safe", policy: PolicyReport,
 			view: blogView(), origin: sideA,
 			want: []Action{
-				{Kind: ActionDropEmptyDB, ID: appB, From: "app"},
-				{Kind: ActionDropEmptyDB, ID: dbB, From: "test"},
+				{Kind: ActionDropDuplicateDB, ID: appB, From: "app"},
+				{Kind: ActionDropDuplicateDB, ID: dbA, From: "test"},
 			},
 		},
 		{
@@ -181,7 +181,7 @@ func TestPlanNeverDropsTables(t *testing.T) {
 				if a.Kind == ActionMoveTable {
 					delete(in, a.ID) // it left its database
 				}
-				if a.Kind == ActionDropEmptyDB {
+				if a.Kind == ActionDropEmptyDB || a.Kind == ActionDropDuplicateDB {
 					for id, db := range in {
 						if db == a.ID {
 							t.Errorf("%s, view %d: %v drops a database that still holds table %s", policy, i, a, id)

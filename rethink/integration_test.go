@@ -94,6 +94,7 @@ func TestSimConditionalWrites(t *testing.T) {
 		{"move table to missing db", func() (bool, error) { return c.MoveTable(ctx, tableID, "app", "no_such_db") }, false, true},
 		{"drop non-empty db", func() (bool, error) { return c.DropDBIfEmpty(ctx, ids["app"], "app") }, false, false},
 		{"drop empty db, stale name", func() (bool, error) { return c.DropDBIfEmpty(ctx, ids["spare"], "other") }, false, false},
+		{"drop the only db of a name as a duplicate", func() (bool, error) { return c.DropDuplicateDBIfEmpty(ctx, ids["spare"], "spare") }, false, false},
 		{"drop empty db", func() (bool, error) { return c.DropDBIfEmpty(ctx, ids["spare"], "spare") }, true, false},
 		{"drop it again", func() (bool, error) { return c.DropDBIfEmpty(ctx, ids["spare"], "spare") }, false, false},
 		{"rename server stale", func() (bool, error) { return c.RenameServer(ctx, s.ID, "beta", "gamma") }, false, false},
@@ -207,6 +208,19 @@ func TestSimMergeThroughProxy(t *testing.T) {
 	if _, err := cp.View(ctx); !errors.Is(err, ErrProxy) {
 		t.Errorf("View via proxy: %v", err)
 	}
+
+	// An empty duplicate can go, but never the last database of its name.
+	if changed, err := cb.DropDuplicateDBIfEmpty(ctx, is.IDs[0], "test"); err != nil || !changed {
+		t.Fatalf("drop the first duplicate test: %v %v", changed, err)
+	}
+	eventually(t, 15*time.Second, func() (bool, string) {
+		v, err := ca.View(ctx)
+		return err == nil && len(v.DBs) == 1, fmt.Sprintf("%+v %v", v.DBs, err)
+	})
+	if changed, err := ca.DropDuplicateDBIfEmpty(ctx, is.IDs[1], "test"); err != nil || changed {
+		t.Fatalf("drop the last test: %v %v, want unchanged", changed, err)
+	}
+	is.IDs = is.IDs[1:]
 
 	// Resolve as the blog does, from the other side, and see it from ours.
 	for _, id := range is.IDs {

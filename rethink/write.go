@@ -91,6 +91,16 @@ func (c *Client) RenameServer(ctx context.Context, id, from, to string) (bool, e
 	return c.casField(ctx, fmt.Sprintf("rename server %s (%s) to %s", from, id, to), "server_config", id, "name", from, to)
 }
 
+// DropDuplicateDBIfEmpty drops database id like DropDBIfEmpty, and only
+// while another database still carries the same name: it removes a
+// duplicate, never the last database of a name. Two agents that picked
+// different duplicates to keep therefore cannot, between them, drop them all
+// (short of both deleting within the same instant: RethinkDB has no
+// transactions).
+func (c *Client) DropDuplicateDBIfEmpty(ctx context.Context, id, name string) (bool, error) {
+	return c.dropIfEmpty(ctx, fmt.Sprintf("drop empty duplicate database %s (%s)", name, id), id, name, true)
+}
+
 // DropDBIfEmpty drops database id (deletes its db_config row, which drops the
 // database and all its tables) only if it is still named name and
 // table_config lists no table in it, unavailable tables included.
@@ -102,7 +112,10 @@ func (c *Client) RenameServer(ctx context.Context, id, from, to string) (bool, e
 // only drop databases that nobody else has reason to write to (e.g. an
 // empty duplicate left over from a merge).
 func (c *Client) DropDBIfEmpty(ctx context.Context, id, name string) (bool, error) {
-	what := fmt.Sprintf("drop empty database %s (%s)", name, id)
+	return c.dropIfEmpty(ctx, fmt.Sprintf("drop empty database %s (%s)", name, id), id, name, false)
+}
+
+func (c *Client) dropIfEmpty(ctx context.Context, what, id, name string, duplicate bool) (bool, error) {
 	if id == "" {
 		return false, fmt.Errorf("%s: empty id", what)
 	}
@@ -110,9 +123,16 @@ func (c *Client) DropDBIfEmpty(ctx context.Context, id, name string) (bool, erro
 	empty := sysUUID("table_config").Filter(func(t r.Term) r.Term {
 		return t.Field("db").Eq(id)
 	}).Count().Eq(0)
+	// Default catches get_field on a missing (null) row.
+	cond := empty.And(dbRow.Field("name").Default(nil).Eq(name))
+	if duplicate {
+		others := sys("db_config").Filter(func(d r.Term) r.Term {
+			return d.Field("name").Eq(name).And(d.Field("id").Ne(id))
+		}).Count().Gt(0)
+		cond = cond.And(others)
+	}
 	q := r.Branch(
-		// Default catches get_field on a missing (null) row.
-		empty.And(dbRow.Field("name").Default(nil).Eq(name)),
+		cond,
 		dbRow.Delete(),
 		map[string]any{"deleted": 0, "errors": 0, "skipped": 1},
 	)

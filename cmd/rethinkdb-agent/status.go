@@ -102,7 +102,11 @@ func statusMain(ctx context.Context, args []string, stdout, stderr io.Writer) in
 			return 1
 		}
 		if !c.asJSON {
-			fmt.Fprintf(stdout, "No agent answers at %s (%v); read the node %s directly.\n\n", c.http, agentErr, c.node)
+			if c.http == "" || c.http == httpOff {
+				fmt.Fprintf(stdout, "Read the node %s directly (--http is off).\n\n", c.node)
+			} else {
+				fmt.Fprintf(stdout, "No agent answers at %s (%v); read the node %s directly.\n\n", c.http, agentErr, c.node)
+			}
 		}
 	}
 	if c.asJSON {
@@ -217,6 +221,14 @@ func printStatus(w io.Writer, d statusDoc) {
 		}
 		return s
 	}
+	// Long cells (server lists, reasons) are cut; --json has them whole.
+	cut := func(s string) string {
+		const width = 60
+		if r := []rune(s); len(r) > width {
+			return string(r[:width-1]) + "…"
+		}
+		return dash(s)
+	}
 	when := func(t time.Time) string {
 		if t.IsZero() {
 			return "-"
@@ -277,7 +289,7 @@ func printStatus(w io.Writer, d statusDoc) {
 		line("TYPE", "CRITICAL", "DESCRIPTION")
 		for _, is := range d.Issues {
 			desc, _, _ := strings.Cut(is.Description, "\n")
-			line(is.Type, fmt.Sprint(is.Critical), desc)
+			line(is.Type, fmt.Sprint(is.Critical), cut(desc))
 		}
 	}
 
@@ -291,7 +303,7 @@ func printStatus(w io.Writer, d statusDoc) {
 				if r.DryRun {
 					kind += " (dry run)"
 				}
-				line(when(r.Time), kind, dash(r.ID), dash(r.Before), dash(r.After), dash(r.Reason))
+				line(when(r.Time), kind, dash(r.ID), cut(r.Before), cut(r.After), cut(r.Reason))
 			}
 		}
 	}

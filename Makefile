@@ -6,7 +6,13 @@ BIN     := bin
 PKGS    := $(shell $(GO) list ./... | grep -v /e2e)
 export CGO_ENABLED ?= 0
 
-.PHONY: all build test unit e2e vet fmt-check bench clean
+# Docker: `docker compose` when the plugin is there, else docker-compose (v1).
+COMPOSE    ?= $(shell docker compose version >/dev/null 2>&1 && echo "docker compose" || echo docker-compose)
+IMAGE      ?= rethinkdb-agent:2.4.4
+TEST_IMAGE ?= rethinkdb-agent-test:dev
+SCALE      ?= 3
+
+.PHONY: all build test unit e2e vet lint fmt-check bench clean image image-test up down
 
 all: build
 
@@ -31,6 +37,32 @@ e2e: build
 		$(GO) test -count=1 -timeout 20m ./e2e/...
 
 test: vet unit e2e
+
+lint: vet
+	@if command -v docker-compose >/dev/null 2>&1 || docker compose version >/dev/null 2>&1; then \
+		$(COMPOSE) -f compose.yaml config -q && echo "compose.yaml: ok"; fi
+	@if command -v kubectl >/dev/null 2>&1; then \
+		kubectl apply --dry-run=client --validate=false -f docs/kubernetes/ >/dev/null && echo "docs/kubernetes: ok"; fi
+
+# The image users run: the official rethinkdb:2.4.4 image plus the agent.
+# It needs a registry (golang and rethinkdb base images).
+image:
+	docker build -f docker/Dockerfile -t $(IMAGE) .
+
+# The test image: FROM scratch, binaries built here, no registry needed.
+image-test:
+	mkdir -p $(BIN)/image-test
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/image-test/rethinkdb-agent ./cmd/rethinkdb-agent
+	CGO_ENABLED=0 $(GO) build -o $(BIN)/image-test/rethinkdb ./cmd/rethinkdb-sim
+	docker build -f docker/test.Dockerfile -t $(TEST_IMAGE) $(BIN)/image-test
+
+# A cluster of $(SCALE): `make up`, `make up SCALE=5`, `make down`.
+# RETHINKDB_IMAGE=$(TEST_IMAGE) runs the test image (after make image-test).
+up:
+	$(COMPOSE) up -d --scale rethinkdb=$(SCALE)
+
+down:
+	$(COMPOSE) down
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...

@@ -37,9 +37,9 @@ Before starting rethinkdb it adds to ARGS, unless ARGS already say:
   --join IP:PORT      for every discovered peer whose cluster port answers
                       (one short discovery round; none: the node starts alone
                       and the agent bridges it later)
-  --server-name NAME  <project>_<service>_<n> from Docker's DNS for compose
-                      and swarm containers, else the host name, with every
-                      character outside [A-Za-z0-9_] replaced by '_'
+  --server-name NAME  -server-name, else <project>_<service>_<n> from Docker's
+                      DNS for compose containers, else the host name, with
+                      every character outside [A-Za-z0-9_] replaced by '_'
   --directory DIR     DATA_ROOT/NAME when --data-root is set, so that the
                       replicas of a scaled service can share one volume
   --config-file FILE  a 0600 file holding initial-password, when a password
@@ -52,6 +52,10 @@ The agent's --node defaults to 127.0.0.1 and rethinkdb's driver port (from
 --rethinkdb to the binary in ARGS.
 
 Flags (the flags of 'run', plus):
+  -server-name NAME
+    	the server name when ARGS have none, instead of the derived one; a swarm
+    	template such as {{.Service.Name}}_{{.Task.Slot}} left unexpanded is
+    	ignored (env RETHINKDB_AGENT_SERVER_NAME)
   -data-root PATH
     	keep each server's data in PATH/<server name> (env RETHINKDB_AGENT_DATA_ROOT)
   -initial-join-wait DURATION
@@ -60,8 +64,9 @@ Flags (the flags of 'run', plus):
 
 // execOptions are the flags that only exec has.
 type execOptions struct {
-	dataRoot string
-	joinWait time.Duration
+	dataRoot   string
+	serverName string
+	joinWait   time.Duration
 }
 
 // splitExecArgs separates the agent's flags from rethinkdb's command line at
@@ -81,7 +86,7 @@ func splitExecArgs(args []string) (opts execOptions, agentArgs, child []string, 
 	for j := 0; j < len(agentArgs); j++ {
 		a := agentArgs[j]
 		name, val, hasVal := strings.Cut(strings.TrimLeft(a, "-"), "=")
-		if !strings.HasPrefix(a, "-") || (name != "data-root" && name != "initial-join-wait") {
+		if !strings.HasPrefix(a, "-") || !slices.Contains([]string{"data-root", "server-name", "initial-join-wait"}, name) {
 			rest = append(rest, a)
 			continue
 		}
@@ -92,9 +97,12 @@ func splitExecArgs(args []string) (opts execOptions, agentArgs, child []string, 
 			j++
 			val = agentArgs[j]
 		}
-		if name == "data-root" {
+		switch name {
+		case "data-root":
 			opts.dataRoot = val
-		} else {
+		case "server-name":
+			opts.serverName = val
+		default:
 			joinWait = "--initial-join-wait " + val
 			if opts.joinWait, err = time.ParseDuration(val); err != nil || opts.joinWait < 0 {
 				return opts, nil, nil, fmt.Errorf("--initial-join-wait %q: want a duration such as 3s", val)
@@ -104,6 +112,15 @@ func splitExecArgs(args []string) (opts execOptions, agentArgs, child []string, 
 	if opts.dataRoot == "" {
 		opts.dataRoot = os.Getenv(envPrefix + "DATA_ROOT")
 	}
+	if opts.serverName == "" {
+		opts.serverName = os.Getenv(envPrefix + "SERVER_NAME")
+	}
+	// A swarm template ({{.Task.Slot}}) that no swarm expanded: compose
+	// passes it as it is. Then the name comes from DNS or the host name.
+	if strings.Contains(opts.serverName, "{{") {
+		opts.serverName = ""
+	}
+	opts.serverName = sanitizeName(opts.serverName)
 	if v, ok := os.LookupEnv(envPrefix + "INITIAL_JOIN_WAIT"); ok && joinWait == "" {
 		if opts.joinWait, err = time.ParseDuration(v); err != nil || opts.joinWait < 0 {
 			return opts, nil, nil, fmt.Errorf("environment variable %sINITIAL_JOIN_WAIT %q: want a duration such as 3s", envPrefix, v)
@@ -583,7 +600,10 @@ func execRun(ctx context.Context, args []string, sigs <-chan os.Signal, stderr i
 	argv := slices.Clone(child[1:])
 	name := argValue(argv, "--server-name", "-n")
 	if name == "" {
-		name = defaultServerName(ctx, systemNameSource())
+		name = opts.serverName
+		if name == "" {
+			name = defaultServerName(ctx, systemNameSource())
+		}
 		argv = append(argv, "--server-name", name)
 	}
 	if opts.dataRoot != "" && !rdb.has["--directory"] {

@@ -57,6 +57,7 @@ func fakeRethinkDB(dir string) int {
 
 func TestSplitExecArgs(t *testing.T) {
 	t.Setenv(envPrefix+"DATA_ROOT", "")
+	t.Setenv(envPrefix+"SERVER_NAME", "")
 	tests := []struct {
 		name      string
 		args      []string
@@ -70,6 +71,7 @@ func TestSplitExecArgs(t *testing.T) {
 		{"exec flags taken out", []string{"--data-root", "/data", "--collisions", "merge", "--initial-join-wait=1s", "--", "rethinkdb"},
 			[]string{"--collisions", "merge"}, []string{"rethinkdb"}, "/data", time.Second, ""},
 		{"single dash", []string{"-data-root=/d", "--", "rethinkdb"}, nil, []string{"rethinkdb"}, "/d", 3 * time.Second, ""},
+		{"server name", []string{"--server-name", "a-b", "--", "rethinkdb"}, nil, []string{"rethinkdb"}, "", 3 * time.Second, ""},
 		{"no separator", []string{"rethinkdb"}, nil, nil, "", 0, "missing '--'"},
 		{"nothing after", []string{"--node", "x:1", "--"}, nil, nil, "", 0, "no rethinkdb command line"},
 		{"bad wait", []string{"--initial-join-wait", "soon", "--", "rethinkdb"}, nil, nil, "", 0, "--initial-join-wait \"soon\""},
@@ -93,6 +95,26 @@ func TestSplitExecArgs(t *testing.T) {
 				t.Fatalf("got %q %q %+v", agentArgs, child, opts)
 			}
 		})
+	}
+}
+
+func TestExecServerNameOption(t *testing.T) {
+	tests := []struct{ flag, env, want string }{
+		{"a-b", "", "a_b"},
+		{"", "stack_rethinkdb_2", "stack_rethinkdb_2"},
+		{"", "{{.Service.Name}}_{{.Task.Slot}}", ""}, // compose: no swarm expanded it
+		{"x", "y", "x"},
+	}
+	for _, tt := range tests {
+		t.Setenv(envPrefix+"SERVER_NAME", tt.env)
+		args := []string{"--", "rethinkdb"}
+		if tt.flag != "" {
+			args = append([]string{"--server-name", tt.flag}, args...)
+		}
+		opts, _, _, err := splitExecArgs(args)
+		if err != nil || opts.serverName != tt.want {
+			t.Errorf("flag %q env %q: got %q, %v; want %q", tt.flag, tt.env, opts.serverName, err, tt.want)
+		}
 	}
 }
 

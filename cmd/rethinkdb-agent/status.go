@@ -25,8 +25,10 @@ the open issues and the agent's recent changes. It asks the agent at --http
 (default ` + defaultHTTPAddr + `); when no agent answers there it connects to
 the node at --node itself and shows the servers and issues.
 
-Exit status: 0, or with --check 0 only when the agent answers and is ready
-(usable as a container HEALTHCHECK without curl); 1 otherwise.
+Exit status: 0 when the agent or else the node answers (with --quiet, a
+liveness check for a container HEALTHCHECK without curl); with --check, 0
+only when the agent answers and is ready (a readiness check); 1 otherwise;
+2 for bad flags.
 
 Flags:
 `
@@ -38,6 +40,7 @@ type statusConfig struct {
 	passwordFile string
 	asJSON       bool
 	check        bool
+	quiet        bool
 	recent       int
 	timeout      time.Duration
 }
@@ -56,6 +59,7 @@ func parseStatus(args []string, out io.Writer) (*statusConfig, error) {
 	fs.StringVar(&c.passwordFile, "password-file", "", "`PATH` of a file holding the user's password (else RETHINKDB_AGENT_PASSWORD)")
 	fs.BoolVar(&c.asJSON, "json", false, "print the raw status document")
 	fs.BoolVar(&c.check, "check", false, "exit 1 unless the agent answers and is ready")
+	fs.BoolVar(&c.quiet, "quiet", false, "print nothing on success: only the exit status tells (a liveness check)")
 	fs.IntVar(&c.recent, "recent", defaultRecent, "how many recent actions to show")
 	fs.DurationVar(&c.timeout, "timeout", 5*time.Second, "how long to wait for the agent, then for the node")
 	if err := fs.Parse(args); err != nil {
@@ -101,7 +105,7 @@ func statusMain(ctx context.Context, args []string, stdout, stderr io.Writer) in
 			fmt.Fprintf(stderr, "rethinkdb-agent status: no agent answers (%v), and the node does not either: %v\n", agentErr, err)
 			return 1
 		}
-		if !c.asJSON {
+		if !c.asJSON && !c.quiet {
 			if c.http == "" || c.http == httpOff {
 				fmt.Fprintf(stdout, "Read the node %s directly (--http is off).\n\n", c.node)
 			} else {
@@ -109,14 +113,16 @@ func statusMain(ctx context.Context, args []string, stdout, stderr io.Writer) in
 			}
 		}
 	}
-	if c.asJSON {
+	switch {
+	case c.quiet:
+	case c.asJSON:
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		if err := enc.Encode(doc); err != nil {
 			fmt.Fprintln(stderr, "rethinkdb-agent status:", err)
 			return 1
 		}
-	} else {
+	default:
 		printStatus(stdout, doc)
 	}
 	if c.check && (doc.Ready == nil || !*doc.Ready) {

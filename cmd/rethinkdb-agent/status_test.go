@@ -129,6 +129,22 @@ func TestStatusFallsBackToNode(t *testing.T) {
 	}
 }
 
+func TestStatusQuiet(t *testing.T) {
+	fakeNode(t, blogView, nil)
+	f := &fakeAgent{status: exampleStatus(), notReady: []string{"not ready, but alive"}}
+	srv := newTestServer(t, f, fakeDiscovery{}, nil)
+	if code, out, errOut := runStatus("--http", srv.URL, "--quiet"); code != 0 || out != "" || errOut != "" {
+		t.Errorf("--quiet with an agent: exit %d, %q %q; want 0 and no output", code, out, errOut)
+	}
+	if code, out, _ := runStatus("--http", closedAddr(t), "--quiet"); code != 0 || out != "" {
+		t.Errorf("--quiet with only the node: exit %d, %q; want 0 and no output", code, out)
+	}
+	fakeNode(t, rethink.View{}, errors.New("connection refused"))
+	if code, out, _ := runStatus("--http", closedAddr(t), "--quiet"); code != 1 || out != "" {
+		t.Errorf("--quiet with nothing answering: exit %d, %q; want 1", code, out)
+	}
+}
+
 func TestStatusNothingAnswers(t *testing.T) {
 	fakeNode(t, rethink.View{}, errors.New("connect to rethinkdb at 127.0.0.1:28015: connection refused"))
 	code, out, errOut := runStatus("--http", closedAddr(t))

@@ -194,15 +194,18 @@ func Start(ctx context.Context, cfg Config) (*Proxy, error) {
 	p.cmd.Stdout = pw
 	p.cmd.Stderr = pw
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{
-		// Own process group: rethinkdb forks a helper with the same
-		// command line, and we must be able to signal both at once.
+		// Own process group, so that signals reach whatever the proxy
+		// runs besides itself. rethinkdb 2.4 also forks an extproc
+		// "spawner" with the same command line; that one moves to a
+		// group of its own (setpgid(0, 0) in extproc_spawner.cc) and
+		// exits as soon as its socket to the proxy closes, i.e. when the
+		// proxy is gone, however it died.
 		Setpgid: true,
 		// Kill the proxy if the agent dies. Pdeathsig fires when the OS
 		// *thread* that forked the child exits, not the process, and the Go
 		// runtime may retire threads. So the goroutine that calls Start
 		// locks its thread and keeps it until Wait has returned (see run).
-		// This does not reach the forked helper; the group kill after Wait
-		// (and on the next agent start, the proxy's own lifetime) does.
+		// The spawner follows the proxy out (see above).
 		Pdeathsig: syscall.SIGKILL,
 	}
 
@@ -254,8 +257,8 @@ func (p *Proxy) run(started chan<- error, pw *os.File, release func() error, rea
 	started <- nil
 
 	waitErr := p.cmd.Wait()
-	// The leader is gone; kill whatever it left in its group (the forked
-	// helper). ESRCH just means nothing was left.
+	// The leader is gone; kill whatever it left in its group. ESRCH just
+	// means nothing was left.
 	_ = syscall.Kill(-p.pgid, syscall.SIGKILL)
 	// The reader ends at EOF, once every holder of the pipe has exited.
 	select {

@@ -42,7 +42,7 @@ lint: vet
 	@if command -v docker-compose >/dev/null 2>&1 || docker compose version >/dev/null 2>&1; then \
 		$(COMPOSE) -f compose.yaml config -q && echo "compose.yaml: ok"; fi
 	@if command -v kubectl >/dev/null 2>&1; then \
-		kubectl apply --dry-run=client --validate=false -f docs/kubernetes/ >/dev/null && echo "docs/kubernetes: ok"; fi
+		kubectl kustomize docs/kubernetes >/dev/null && echo "docs/kubernetes: renders (offline; --dry-run=client needs an API server)"; fi
 
 # The image users run: the official rethinkdb:2.4.4 image plus the agent.
 # It needs a registry (golang and rethinkdb base images).

@@ -18,6 +18,7 @@ import (
 	"github.com/rethinkdb-agent/rethinkdb-agent/discovery"
 	"github.com/rethinkdb-agent/rethinkdb-agent/discovery/mdns"
 	"github.com/rethinkdb-agent/rethinkdb-agent/e2e/harness"
+	r "gopkg.in/rethinkdb/rethinkdb-go.v6"
 )
 
 // The mDNS scenarios run the discovery provider on separate hosts (network
@@ -243,4 +244,35 @@ func TestMDNSAvahiSeesTheAnnouncement(t *testing.T) {
 		return true, ""
 	})
 	t.Logf("avahi-browse:\n%s", last)
+}
+
+// TestMDNSAgentsMergeAcrossHosts: three lone nodes, each on its own host
+// with an agent beside it configured with nothing but --discovery mdns
+// (the other flags only make the test faster), become one cluster: each
+// agent announces its node (OnSelf) and finds the others over multicast.
+func TestMDNSAgentsMergeAcrossHosts(t *testing.T) {
+	t.Parallel()
+	network := harness.NewNetwork(t)
+	c := harness.New(t)
+	ss := map[string]*r.Session{}
+	var agents []*harness.Process
+	for i := 1; i <= 3; i++ {
+		h := network.AddHost(fmt.Sprintf("h%d", i))
+		n := c.StartServer(harness.ServerOptions{Name: fmt.Sprintf("server_%d", i), Host: h})
+		ss[n.ServerName] = n.Session(t)
+		agents = append(agents, c.StartProcessOn(h, "agent-"+n.ServerName, agentBinary(t), "run", "--discovery", "mdns",
+			"--rethinkdb", harness.Binary(t), "--interval", "1s", "--fallback-after", "5s", "--log-level", "debug"))
+	}
+	for _, a := range agents {
+		a.WaitLog(t, "mdns: announcing the local server", agentMergeTimeout)
+	}
+	waitOneCluster(t, 3, ss)
+	for _, a := range agents {
+		if n := strings.Count(a.Output(), "mdns: found peer"); n < 2 {
+			t.Errorf("%s found %d peers over mDNS, want 2", a.Name, n)
+		}
+	}
+	if proxiesStarted(agents...) < 1 {
+		t.Error("no agent logged a bridge")
+	}
 }

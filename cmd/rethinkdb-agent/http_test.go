@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -292,5 +293,92 @@ func TestMetricsParse(t *testing.T) {
 	}
 	if got := series("rethinkdb_agent_node_up"); got[""] != 0 {
 		t.Errorf("node_up = %v before any pass, want 0", got)
+	}
+}
+
+// switchingCluster is a node whose view the test replaces; the embedded
+// nil agent.Cluster makes any write panic, and none is expected.
+type switchingCluster struct {
+	agent.Cluster
+	mu *sync.Mutex
+	v  *rethink.View
+}
+
+func (c switchingCluster) View(context.Context) (rethink.View, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return *c.v, nil
+}
+
+func (c switchingCluster) Close() error { return nil }
+
+// TestReadyzWithRunningAgent drives a real agent loop behind the handler:
+// 503 while a foreign peer is discovered, 200 once the node's cluster holds
+// it.
+func TestReadyzWithRunningAgent(t *testing.T) {
+	s1 := rethink.Server{ID: "aaaaaaaa-0000-4000-8000-000000000001", Name: "server_1", ClusterPort: 4001,
+		CanonicalAddresses: []rethink.Addr{{Host: "127.0.0.1", Port: 4001}}}
+	s2 := rethink.Server{ID: "bbbbbbbb-0000-4000-8000-000000000002", Name: "server_2", ClusterPort: 4002,
+		CanonicalAddresses: []rethink.Addr{{Host: "127.0.0.1", Port: 4002}}}
+	var mu sync.Mutex
+	view := rethink.View{Self: s1, Servers: []rethink.Server{s1}}
+	peers := make(chan []discovery.Peer, 1)
+	peers <- []discovery.Peer{
+		{Addrs: []string{"127.0.0.1"}, Port: 4001, Source: "static"},
+		{Addrs: []string{"127.0.0.1"}, Port: 4002, Source: "static"},
+	}
+	a, err := agent.New(agent.Config{
+		NodeHost: "127.0.0.1",
+		Dial: func(context.Context) (agent.Cluster, error) {
+			return switchingCluster{mu: &mu, v: &view}, nil
+		},
+		// The bridge cannot start: the split lasts until the test merges.
+		StartBridge: func(context.Context, []string) (agent.Bridge, error) { return nil, errors.New("no proxy here") },
+		Peers:       peers,
+		Probe:       func(context.Context, netip.AddrPort) error { return nil },
+		Interval:    10 * time.Millisecond,
+		Logger:      slog.New(slog.DiscardHandler),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = a.Run(ctx)
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	srv := newTestServer(t, a, fakeDiscovery{}, nil)
+
+	waitFor := func(what string, cond func(code int, body string) bool) {
+		t.Helper()
+		deadline := time.After(10 * time.Second)
+		poll := time.NewTicker(10 * time.Millisecond)
+		defer poll.Stop()
+		for {
+			code, body := get(t, srv.URL+"/readyz")
+			if cond(code, body) {
+				return
+			}
+			select {
+			case <-deadline:
+				t.Fatalf("%s: last /readyz %d %q", what, code, body)
+			case <-poll.C:
+			}
+		}
+	}
+	waitFor("split", func(code int, body string) bool {
+		return code == 503 && strings.Contains(body, "addr:127.0.0.1:4002 is outside the cluster (foreign)")
+	})
+	mu.Lock()
+	view.Servers = []rethink.Server{s1, s2}
+	mu.Unlock()
+	waitFor("merged", func(code int, body string) bool { return code == 200 && body == "ready\n" })
+	if code, _ := get(t, srv.URL+"/healthz"); code != 200 {
+		t.Errorf("/healthz of a running agent: %d", code)
 	}
 }

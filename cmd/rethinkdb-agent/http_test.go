@@ -382,3 +382,47 @@ func TestReadyzWithRunningAgent(t *testing.T) {
 		t.Errorf("/healthz of a running agent: %d", code)
 	}
 }
+
+// TestLogFlags checks --log-format and --log-level, which the audit trail
+// relies on: JSON records carry the change's fields, and a level above info
+// hides info records.
+func TestLogFlags(t *testing.T) {
+	for _, tc := range []struct {
+		args      []string
+		wantJSON  bool
+		wantInfo  bool
+		wantDebug bool
+	}{
+		{nil, false, true, false},
+		{[]string{"--log-format", "json"}, true, true, false},
+		{[]string{"--log-level", "debug"}, false, true, true},
+		{[]string{"--log-level", "warn", "--log-format", "json"}, true, false, false},
+	} {
+		c, err := parseRun(tc.args, io.Discard)
+		if err != nil {
+			t.Fatalf("%v: %v", tc.args, err)
+		}
+		var buf strings.Builder
+		log := newLogger(c, &buf)
+		log.Debug("debug record")
+		log.Info("cluster change", "action", "drop_empty_duplicate_db", "id", "d2", "before", "test", "after", "(dropped)")
+		out := buf.String()
+		if got := strings.Contains(out, "cluster change"); got != tc.wantInfo {
+			t.Errorf("%v: info logged = %v, want %v:\n%s", tc.args, got, tc.wantInfo, out)
+		}
+		if got := strings.Contains(out, "debug record"); got != tc.wantDebug {
+			t.Errorf("%v: debug logged = %v, want %v", tc.args, got, tc.wantDebug)
+		}
+		if tc.wantJSON && tc.wantInfo {
+			var rec map[string]any
+			if err := json.Unmarshal([]byte(strings.TrimSpace(out)), &rec); err != nil || rec["before"] != "test" || rec["id"] != "d2" {
+				t.Errorf("%v: not one JSON record with the change's fields: %v\n%s", tc.args, err, out)
+			}
+		}
+	}
+	for _, bad := range [][]string{{"--log-format", "xml"}, {"--log-level", "loud"}} {
+		if _, err := parseRun(bad, io.Discard); err == nil || !strings.Contains(err.Error(), bad[0]) {
+			t.Errorf("%v: err %v, want one naming %s", bad, err, bad[0])
+		}
+	}
+}

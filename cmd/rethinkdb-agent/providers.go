@@ -78,6 +78,9 @@ func (d *discoveryConfig) validate() error {
 	if d.dockerResync <= 0 {
 		return fmt.Errorf("--docker-resync %s: must be positive", d.dockerResync)
 	}
+	if d.dnsPort < 1 || d.dnsPort > 65535 {
+		return fmt.Errorf("--dns-port %d: want 1-65535", d.dnsPort)
+	}
 	if d.dnsInterval <= 0 {
 		return fmt.Errorf("--dns-interval %s: must be positive", d.dnsInterval)
 	}

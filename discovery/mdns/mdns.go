@@ -23,8 +23,12 @@
 //
 // Queries go from an ephemeral port (a "legacy unicast" query, RFC 6762
 // §6.7): responders (hashicorp/mdns always, Avahi for such queries) answer
-// to that port directly, so the browser needs no socket on 5353 and can
-// run beside any other responder on the machine.
+// to that port directly. Besides, a socket on the group (224.0.0.251:5353,
+// shared with any other responder of the machine) sends our announcement
+// when it changes, twice (§8.3), and a goodbye (TTL 0, §10.1) when Run
+// ends, and hears those of the others: a node started late is found at
+// once however slowly the others poll, and one that stops cleanly is
+// dropped at once; polling and expiry cover lost packets and crashes.
 package mdns
 
 import (
@@ -109,6 +113,7 @@ type Provider struct {
 	log        *slog.Logger
 	zone       *zone
 	interfaces func() ([]net.Interface, error) // for tests
+	changed    chan struct{}                   // Announce -> Run: announce now
 
 	mu       sync.Mutex // guards the fields below (Announce vs Run)
 	selfID   string
@@ -151,6 +156,7 @@ func New(cfg Config) (*Provider, error) {
 		log:        cfg.Logger.With("provider", Name),
 		zone:       &zone{},
 		interfaces: net.Interfaces,
+		changed:    make(chan struct{}, 1),
 	}
 	if cfg.Interface != "" {
 		ifi, err := net.InterfaceByName(cfg.Interface)
@@ -241,9 +247,13 @@ func (p *Provider) Announce(a Announcement) {
 	}
 	p.zone.set(svc)
 	p.selfID = rec.ServerID
-	key := fmt.Sprint(svc.Instance, svc.Port, svc.IPs, rec.DriverPort)
+	key := fmt.Sprint(svc.Instance, svc.Port, svc.IPs, svc.TXT)
 	if key != p.lastAnn {
 		p.lastAnn = key
+		select {
+		case p.changed <- struct{}{}:
+		default: // Run has one pending already
+		}
 		p.log.Info("mdns: announcing the local server", "instance", svc.Instance, "service", p.service,
 			"host", svc.HostName, "port", svc.Port, "addrs", rec.Addrs, "signed", len(p.cfg.Secret) > 0)
 	}
@@ -336,14 +346,28 @@ func (p *Provider) Run(ctx context.Context, up chan<- []discovery.Group) {
 		return
 	}
 
+	// On the way out, say goodbye so that peers drop us at once.
+	defer func() { q.announce(p.zone.records(), true) }()
+
 	interval := p.cfg.MinInterval
 	timer := time.NewTimer(0) // the first poll at once
 	defer timer.Stop()
+	// Announcements (RFC 6762 §8.3): when ours changes, at once and again
+	// a second later, so that peers polling slowly learn of us in time.
+	var again <-chan time.Time
 	changed := false
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-p.changed:
+			srv.ensure()
+			q.ensure(ctx)
+			q.announce(p.zone.records(), false)
+			again = time.After(time.Second)
+		case <-again:
+			q.announce(p.zone.records(), false)
+			again = nil
 		case a := <-q.found:
 			if b.take(a, time.Now()) {
 				changed = true
@@ -423,7 +447,10 @@ func (b *browser) take(a answer, now time.Time) bool {
 	}
 	if a.ttl == 0 { // goodbye (RFC 6762 §10.1)
 		_, had := b.peers[a.instance]
-		delete(b.peers, a.instance)
+		if had {
+			b.p.log.Info("mdns: peer said goodbye", "instance", a.instance, "server_id", peer.ServerID)
+			delete(b.peers, a.instance)
+		}
 		return had
 	}
 	old, ok := b.peers[a.instance]

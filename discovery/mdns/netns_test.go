@@ -95,16 +95,11 @@ func TestRunOverLoopbackMulticast(t *testing.T) {
 	}
 	waitPeers("B", upB, idA)
 	// C signs with another secret: A heard it and ignored it.
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(logsA.String(), "c-00000000") || !strings.Contains(logsA.String(), "does not verify") {
-		if time.Now().After(deadline) {
-			t.Fatalf("A did not log C's bad signature:\n%s", logsA)
-		}
-		select {
-		case <-upA:
-			t.Fatal("A's peers changed")
-		case <-time.After(50 * time.Millisecond):
-		}
+	logsA.waitFor(t, 10*time.Second, "c-00000000", "does not verify")
+	select {
+	case gs := <-upA:
+		t.Fatalf("A's peers changed: %+v", gs)
+	default:
 	}
 	// B stops: A drops it once it expires.
 	cancelB()
@@ -147,4 +142,58 @@ func reexecInNetns(t *testing.T, test string) {
 	if err != nil || !strings.Contains(string(out), "--- PASS: "+test) {
 		t.Fatalf("%s in a new network namespace: %v\n%s", test, err, out)
 	}
+}
+
+// TestLateNodeFoundByItsAnnouncement: A polls once, at start, and not
+// again for an hour; B, started after that poll, is found all the same,
+// from the announcement it multicasts when it starts; and when B stops, its
+// goodbye removes it at once (A's expiry is an hour too).
+func TestLateNodeFoundByItsAnnouncement(t *testing.T) {
+	if os.Getenv(inNetns) == "" {
+		reexecInNetns(t, "TestLateNodeFoundByItsAnnouncement")
+		return
+	}
+	const idA, idB = "00000000-0000-4000-8000-00000000000a", "00000000-0000-4000-8000-00000000000b"
+	a, logsA := newTestProvider(t, Config{Interface: "lo", MinInterval: time.Hour, MaxInterval: time.Hour, Expiry: time.Hour})
+	b, _ := newTestProvider(t, Config{Interface: "lo", MinInterval: 100 * time.Millisecond, MaxInterval: 200 * time.Millisecond})
+	a.Announce(testAnnouncement(idA, "a", "10.99.0.1"))
+	b.Announce(testAnnouncement(idB, "b", "10.99.0.2"))
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	upA := make(chan []discovery.Group)
+	doneA, doneB := make(chan struct{}), make(chan struct{})
+	go func() { a.Run(ctx, upA); close(doneA) }()
+	next := func(what string) []discovery.Peer {
+		t.Helper()
+		select {
+		case gs := <-upA:
+			return gs[0].Peers
+		case <-time.After(10 * time.Second):
+			t.Fatalf("A: no group %s\n%s", what, logsA)
+			return nil
+		}
+	}
+	if peers := next("at start"); len(peers) != 0 {
+		t.Fatalf("A starts with peers %+v", peers)
+	}
+	logsA.waitFor(t, 10*time.Second, "mdns: queries sent")
+
+	ctxB, cancelB := context.WithCancel(ctx)
+	defer cancelB()
+	upB := make(chan []discovery.Group, 100)
+	go func() { b.Run(ctxB, upB); close(doneB) }()
+	if peers := next("after B started"); len(peers) != 1 || peers[0].ServerID != idB {
+		t.Fatalf("A: peers %+v, want B", peers)
+	}
+	cancelB()
+	<-doneB
+	if peers := next("after B stopped"); len(peers) != 0 {
+		t.Fatalf("A: peers %+v after B's goodbye", peers)
+	}
+	if n := strings.Count(logsA.String(), "mdns: queries sent"); n != 1 {
+		t.Errorf("A polled %d times, want once", n)
+	}
+	cancel()
+	<-doneA
 }

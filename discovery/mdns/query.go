@@ -81,8 +81,9 @@ type querier struct {
 	found chan answer // buffered; readers block on it rather than drop
 
 	wg      sync.WaitGroup
-	conns   []*qconn
+	conns   []*qconn // query sockets (ephemeral ports)
 	v6      *qconn
+	mc4     *qconn // bound to 224.0.0.251:5353: announcements in and out
 	opened4 bool
 	errs    map[string]string // last error logged per what, to log once
 }
@@ -125,6 +126,17 @@ func (q *querier) ensure(ctx context.Context) {
 			_ = pc.SetMulticastLoopback(true)
 			q.start(ctx, &qconn{family: "ipv4", c: c, pc4: pc})
 			q.opened4 = true
+		}
+	}
+	if q.mc4 == nil {
+		c, err := net.ListenMulticastUDP("udp4", q.p.iface, mdnsAddr4)
+		q.logOnce("cannot listen for announcements on the IPv4 multicast group; relying on polls", err)
+		if err == nil {
+			pc := ipv4.NewPacketConn(c)
+			_ = pc.SetMulticastTTL(255)
+			_ = pc.SetMulticastLoopback(true)
+			q.mc4 = &qconn{family: "ipv4", c: c, pc4: pc}
+			q.wg.Go(func() { q.read(ctx, q.mc4) })
 		}
 	}
 	if q.p.cfg.IPv6 && q.v6 == nil {
@@ -199,6 +211,7 @@ func (q *querier) query() {
 			q.logOnce("cannot send a query on "+qc.family+" "+name, q.send(qc, ifi, pkt))
 		}
 	}
+	q.p.log.Debug("mdns: queries sent", "service", q.p.service)
 }
 
 func (q *querier) send(qc *qconn, ifi *net.Interface, pkt []byte) error {
@@ -253,10 +266,48 @@ func (q *querier) targets(family string) []*net.Interface {
 	return out
 }
 
+// announce multicasts rrs as an unsolicited response (RFC 6762 §8.3),
+// from port 5353 as receivers require (§11); with goodbye, with TTL 0
+// (§10.1) so that peers drop the records at once. Peers hear it on their
+// own group socket, so a node started late is found without waiting for
+// their next (slow) poll.
+func (q *querier) announce(rrs []dns.RR, goodbye bool) {
+	if q.mc4 == nil || len(rrs) == 0 {
+		return
+	}
+	m := &dns.Msg{MsgHdr: dns.MsgHdr{Response: true, Authoritative: true}, Compress: true}
+	for _, rr := range rrs {
+		rr = dns.Copy(rr)
+		if goodbye {
+			rr.Header().Ttl = 0
+		}
+		m.Answer = append(m.Answer, rr)
+	}
+	pkt, err := m.Pack()
+	if err != nil {
+		q.p.log.Error("mdns: cannot pack the announcement", "err", err)
+		return
+	}
+	ifs := q.targets("ipv4")
+	if len(ifs) == 0 {
+		ifs = []*net.Interface{nil}
+	}
+	for _, ifi := range ifs {
+		name := "default"
+		if ifi != nil {
+			name = ifi.Name
+		}
+		q.logOnce("cannot send the announcement on "+name, q.send(q.mc4, ifi, pkt))
+	}
+}
+
 // close closes the sockets and waits for the readers.
 func (q *querier) close() {
 	for _, qc := range q.conns {
 		_ = qc.c.Close()
+	}
+	if q.mc4 != nil {
+		_ = q.mc4.c.Close()
 	}
 	q.wg.Wait()
 }

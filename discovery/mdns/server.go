@@ -40,6 +40,16 @@ func (z *zone) Records(q dns.Question) []dns.RR {
 	return s.Records(q)
 }
 
+// records are the records of an announcement (PTR, SRV, A/AAAA, TXT),
+// nil when there is none.
+func (z *zone) records() []dns.RR {
+	s := z.svc.Load()
+	if s == nil {
+		return nil
+	}
+	return s.Records(dns.Question{Name: strings.Trim(s.Service, ".") + "." + s.Domain, Qtype: dns.TypePTR, Qclass: dns.ClassINET})
+}
+
 var errNoAddr = errors.New("no address to announce")
 
 // service4 builds the service for a; the caller holds p.mu.

@@ -70,11 +70,14 @@ type Config struct {
 	// Service is the DNS-SD service type; default DefaultService. The
 	// domain is always "local.".
 	Service string
-	// Interface is the network interface to use (e.g. "eth0"); "" means
-	// the default multicast interface for the responder and every up,
-	// multicast-capable, non-loopback interface for queries.
+	// Interface is the network interface to use (e.g. "eth0"). "" means
+	// the kernel's default multicast interface for listening on the group
+	// (responder, others' announcements), and every up, multicast-capable,
+	// non-loopback interface for sending queries and announcements.
 	Interface string
-	// IPv6 also queries over IPv6 (ff02::fb). IPv4 is always used.
+	// IPv6 also queries over IPv6 (ff02::fb), on a socket of its own, and
+	// announces and accepts global IPv6 addresses. IPv4 is always used;
+	// an IPv6 failure is logged once and never stops IPv4.
 	IPv6 bool
 	// Cluster is the cluster name announced in TXT; "" announces none.
 	Cluster string

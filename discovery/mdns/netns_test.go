@@ -35,7 +35,9 @@ func TestRunOverLoopbackMulticast(t *testing.T) {
 		return Config{Interface: "lo", Cluster: "blue", Secret: []byte(secret), Agent: "test",
 			MinInterval: 100 * time.Millisecond, MaxInterval: 300 * time.Millisecond, Expiry: 1500 * time.Millisecond}
 	}
-	a, logsA := newTestProvider(t, cfg("s"))
+	cfgA := cfg("s")
+	cfgA.IPv6 = true // its IPv6 queries, answered or not, change nothing for IPv4
+	a, logsA := newTestProvider(t, cfgA)
 	b, _ := newTestProvider(t, cfg("s"))
 	c, _ := newTestProvider(t, cfg("wrong"))
 	a.Announce(testAnnouncement(idA, "a", "127.0.0.1", "10.99.0.1"))
@@ -105,6 +107,10 @@ func TestRunOverLoopbackMulticast(t *testing.T) {
 	cancelB()
 	waitPeers("A", upA)
 
+	// IPv6 (no multicast route here) may fail: logged once at most.
+	if n := strings.Count(logsA.String(), "cannot send a query on ipv6"); n > 1 {
+		t.Errorf("the IPv6 failure was logged %d times", n)
+	}
 	cancel()
 	for range 3 {
 		select {

@@ -95,10 +95,12 @@ func testImage(t *testing.T) string {
 
 // stack is one compose project of compose.yaml.
 type stack struct {
-	t       *testing.T
-	compose []string
-	project string
-	env     []string
+	t        *testing.T
+	compose  []string
+	project  string
+	env      []string
+	files    []string // compose files after compose.yaml
+	password string   // the admin password the nodes get, if any
 }
 
 func newStack(t *testing.T, project string) *stack {
@@ -124,6 +126,9 @@ func newStack(t *testing.T, project string) *stack {
 
 func (s *stack) run(args ...string) (string, error) {
 	full := append(slices.Clone(s.compose[1:]), "-p", s.project, "-f", filepath.Join(repoRoot(s.t), "compose.yaml"))
+	for _, f := range s.files {
+		full = append(full, "-f", f)
+	}
 	full = append(full, args...)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -212,9 +217,11 @@ func (c clusterState) String() string {
 	return fmt.Sprintf("servers %v, %d test databases, issues %v", names, c.tests, c.issues)
 }
 
-func observe(t testing.TB, addr string) (clusterState, error) {
+func observe(t testing.TB, addr string) (clusterState, error) { return observeAs(t, addr, "") }
+
+func observeAs(t testing.TB, addr, password string) (clusterState, error) {
 	var st clusterState
-	s, err := r.Connect(r.ConnectOpts{Address: addr, Timeout: 5 * time.Second, ReadTimeout: queryTimeout})
+	s, err := r.Connect(r.ConnectOpts{Address: addr, Password: password, Timeout: 5 * time.Second, ReadTimeout: queryTimeout})
 	if err != nil {
 		return st, err
 	}
@@ -265,7 +272,7 @@ func (s *stack) waitOneCluster(n int) map[string]string {
 			if err != nil {
 				return false, err.Error()
 			}
-			st, err := observe(s.t, addr)
+			st, err := observeAs(s.t, addr, s.password)
 			if err != nil {
 				return false, fmt.Sprintf("%s: %v", c, err)
 			}
@@ -366,6 +373,53 @@ func TestCompose(t *testing.T) {
 		}
 	}
 	step("done")
+}
+
+// TestComposePassword gives the stack an admin password as a Docker secret
+// (the override of docs/docker.md): the cluster forms with it, and no
+// server shows it in server_status.process.argv.
+func TestComposePassword(t *testing.T) {
+	s := newStack(t, "rdbapw")
+	dir := t.TempDir()
+	const password = "pw-Zq81-never-on-argv"
+	pwFile := filepath.Join(dir, "rethinkdb_password.txt")
+	override := filepath.Join(dir, "compose.override.yaml")
+	if err := os.WriteFile(pwFile, []byte(password+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(override, []byte(`services:
+  rethinkdb:
+    environment:
+      RETHINKDB_AGENT_PASSWORD_FILE: /run/secrets/rethinkdb_password
+    secrets: [rethinkdb_password]
+secrets:
+  rethinkdb_password:
+    file: `+pwFile+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.files, s.password = []string{override}, password
+	s.must("up", "-d", "--scale", "rethinkdb=3")
+	s.waitOneCluster(3)
+
+	addr, err := driverAddr(t, s.containers()[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := observe(t, addr); err == nil || !strings.Contains(err.Error(), "Wrong password") {
+		t.Errorf("connecting without the password: %v, want Wrong password", err)
+	}
+	sess, err := r.Connect(r.ConnectOpts{Address: addr, Password: password, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	for _, row := range mustSystemTable(t, sess, "server_status") {
+		process, _ := row["process"].(map[string]any)
+		argv := fmt.Sprint(process["argv"])
+		if strings.Contains(argv, password) || !strings.Contains(argv, "--config-file") {
+			t.Errorf("server %v argv %s: want --config-file and no password", row["name"], argv)
+		}
+	}
 }
 
 func exitCodeOf(t testing.TB, bin string, args ...string) int {

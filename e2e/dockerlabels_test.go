@@ -63,8 +63,12 @@ func dlImage(t *testing.T, tag string) {
 }
 
 // TestDockerLabelsAgentsMerge: two, then three lone nodes with agents that
-// know nothing but --discovery docker become one cluster: one `test`
-// database, no issue left.
+// know nothing but their discovery provider become one cluster: one `test`
+// database, no issue left. Through labels (--discovery docker, the Engine
+// socket mounted read-only, the compose selector found from the agent's own
+// container), and through Docker's embedded DNS (--discovery dns on the
+// name every replica carries as a network alias, as compose does for a
+// service).
 func TestDockerLabelsAgentsMerge(t *testing.T) {
 	if testing.Short() {
 		t.Skip("!!! SKIPPED: needs a Docker Engine (-short)")
@@ -72,62 +76,77 @@ func TestDockerLabelsAgentsMerge(t *testing.T) {
 	if out, err := dlRun(t, "info", "--format", "{{.ServerVersion}}"); err != nil {
 		t.Skipf("!!! SKIPPED: no Docker Engine answers (%v): %s", err, out)
 	}
-	b := make([]byte, 3)
-	rand.Read(b)
-	run := fmt.Sprintf("rdbadl%d%s", os.Getpid()%10000, hex.EncodeToString(b))
-	image := "rethinkdb-agent-dltest:" + run
-	dlImage(t, image)
-	dlMust(t, "network", "create", run)
-	t.Cleanup(func() { dlRun(t, "network", "rm", run) })
-
 	sock := "/var/run/docker.sock"
 	if h := os.Getenv("DOCKER_HOST"); strings.HasPrefix(h, "unix://") {
 		sock = strings.TrimPrefix(h, "unix://")
 	} else if h != "" {
 		t.Skipf("!!! SKIPPED: DOCKER_HOST=%s is not a unix socket to mount into the containers", h)
 	}
-	var names []string
-	start := func(n int) {
-		t.Helper()
-		name := fmt.Sprintf("%s-rethinkdb-%d", run, n)
-		t.Cleanup(func() {
-			if t.Failed() {
-				out, _ := dlRun(t, "logs", "--tail", "150", name)
-				t.Logf("==== logs of %s:\n%s", name, out)
+	b := make([]byte, 3)
+	rand.Read(b)
+	run := fmt.Sprintf("rdbadl%d%s", os.Getpid()%10000, hex.EncodeToString(b))
+	image := "rethinkdb-agent-dltest:" + run
+	dlImage(t, image)
+
+	for _, mode := range []struct {
+		name string
+		args []string
+	}{
+		{"labels", []string{"-v", sock + ":/var/run/docker.sock:ro", "-e", "RETHINKDB_AGENT_DISCOVERY=docker"}},
+		{"dns", []string{"-e", "RETHINKDB_AGENT_DISCOVERY=dns"}}, // and DNS_NAME=<service>
+	} {
+		t.Run(mode.name, func(t *testing.T) {
+			project := run + mode.name
+			dlMust(t, "network", "create", project)
+			t.Cleanup(func() { dlRun(t, "network", "rm", project) })
+			var names []string
+			start := func(svc string, n int) string {
+				t.Helper()
+				name := fmt.Sprintf("%s-%s-%d", project, svc, n)
+				t.Cleanup(func() {
+					if t.Failed() {
+						out, _ := dlRun(t, "logs", "--tail", "150", name)
+						t.Logf("==== logs of %s:\n%s", name, out)
+					}
+					dlRun(t, "rm", "-f", "-v", name)
+				})
+				args := []string{"run", "-d", "--init", "--name", name, "--network", project, "--network-alias", svc,
+					"--label", "com.docker.compose.project=" + project,
+					"--label", "com.docker.compose.service=" + svc,
+					"--label", fmt.Sprintf("com.docker.compose.container-number=%d", n),
+					"-e", "RETHINKDB_AGENT_LOG_LEVEL=debug", "-e", "RETHINKDB_AGENT_DNS_NAME=" + svc}
+				args = append(append(args, mode.args...), image)
+				dlMust(t, args...)
+				return name
 			}
-			dlRun(t, "rm", "-f", "-v", name)
+			// A container of another service of the same project, with an
+			// agent of its own: never a peer of the rethinkdb service.
+			web := start("web", 1)
+
+			t0 := time.Now()
+			names = append(names, start("rethinkdb", 1), start("rethinkdb", 2))
+			dlWaitOneCluster(t, names)
+			t.Logf("%s: two nodes are one cluster", time.Since(t0).Round(time.Second))
+			names = append(names, start("rethinkdb", 3))
+			dlWaitOneCluster(t, names)
+			t.Logf("%s: three nodes are one cluster", time.Since(t0).Round(time.Second))
+
+			// The other service's node stayed alone all along.
+			harness.Consistently(t, 3*time.Second, func() (bool, string) {
+				n, err := dlServerCount(t, web)
+				return err == nil && n == 1, fmt.Sprintf("%s sees %d servers (%v), want itself only", web, n, err)
+			})
+			dlWaitOneCluster(t, names)
+
+			if mode.name == "labels" {
+				// The compose selector was found from the agent's own container.
+				logs := dlMust(t, "logs", names[0])
+				want := `selector="com.docker.compose.project=` + project + `,com.docker.compose.service=rethinkdb"`
+				if !strings.Contains(logs, "following Docker containers") || !strings.Contains(logs, want) {
+					t.Errorf("agent log lacks %q", want)
+				}
+			}
 		})
-		dlMust(t, "run", "-d", "--init", "--name", name, "--network", run,
-			"--label", "com.docker.compose.project="+run,
-			"--label", "com.docker.compose.service=rethinkdb",
-			"--label", fmt.Sprintf("com.docker.compose.container-number=%d", n),
-			"-v", sock+":/var/run/docker.sock:ro",
-			"-e", "RETHINKDB_AGENT_DISCOVERY=docker",
-			"-e", "RETHINKDB_AGENT_LOG_LEVEL=debug",
-			image)
-		names = append(names, name)
-	}
-	// A container of another service in the same project: never a peer.
-	other := run + "-web-1"
-	t.Cleanup(func() { dlRun(t, "rm", "-f", "-v", other) })
-	dlMust(t, "run", "-d", "--init", "--name", other, "--network", run,
-		"--label", "com.docker.compose.project="+run, "--label", "com.docker.compose.service=web", image)
-
-	t0 := time.Now()
-	start(1)
-	start(2)
-	dlWaitOneCluster(t, names)
-	t.Logf("%s: two nodes are one cluster", time.Since(t0).Round(time.Second))
-	start(3)
-	dlWaitOneCluster(t, names)
-	t.Logf("%s: three nodes are one cluster", time.Since(t0).Round(time.Second))
-
-	// The agents used the labels, with the compose selector found from
-	// their own container.
-	logs := dlMust(t, "logs", names[0])
-	want := `selector="com.docker.compose.project=` + run + `,com.docker.compose.service=rethinkdb"`
-	if !strings.Contains(logs, "following Docker containers") || !strings.Contains(logs, want) {
-		t.Errorf("agent log lacks %q", want)
 	}
 }
 
@@ -173,4 +192,19 @@ func dlFirstErr(errs ...error) error {
 		}
 	}
 	return nil
+}
+
+// dlServerCount is the number of servers a container's node sees.
+func dlServerCount(t *testing.T, name string) (int, error) {
+	ip, err := dlRun(t, "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", name)
+	if err != nil {
+		return 0, err
+	}
+	s, err := r.Connect(r.ConnectOpts{Address: strings.TrimSpace(ip) + ":28015", Timeout: 5 * time.Second, ReadTimeout: queryTimeout})
+	if err != nil {
+		return 0, err
+	}
+	defer s.Close()
+	rows, err := systemTable(t, s, "server_status")
+	return len(rows), err
 }

@@ -207,10 +207,11 @@ func TestMDNSAvahiSeesTheAnnouncement(t *testing.T) {
 		t.Fatal(err)
 	}
 	av := network.AddHost("avahi")
-	// A private /run/avahi-daemon (its pid file and socket), so that it
-	// runs beside any Avahi of the machine's.
-	avahi := c.StartProcessOn(av, "avahi-daemon", "unshare", "--mount", "sh", "-c",
-		`mkdir -p /run/avahi-daemon && mount -t tmpfs tmpfs /run/avahi-daemon && exec env "$0" avahi-daemon --no-drop-root --no-chroot --no-rlimits -f "$1"`,
+	// A private /run (for its pid file and socket) in a mount namespace of
+	// its own, so that it runs beside any Avahi of the machine's and leaves
+	// nothing behind.
+	avahi := c.StartProcessOn(av, "avahi-daemon", "unshare", "--mount", "--propagation", "private", "sh", "-c",
+		`mount -t tmpfs tmpfs /run && mkdir /run/avahi-daemon && exec env "$0" avahi-daemon --no-drop-root --no-chroot --no-rlimits -f "$1"`,
 		busAddr, conf)
 	avahi.WaitLog(t, "Server startup complete", mdnsTimeout)
 

@@ -356,3 +356,41 @@ func writeFile(t *testing.T, path, data string) {
 		t.Fatal(err)
 	}
 }
+
+// FuzzParsePacket: any packet goes through unpacking, parseAnswers and
+// peerOf without a panic, and every answer is of our service.
+func FuzzParsePacket(f *testing.F) {
+	p, err := New(Config{Secret: []byte("k")})
+	if err != nil {
+		f.Fatal(err)
+	}
+	p.interfaces = func() ([]net.Interface, error) { return nil, nil }
+	p.Announce(testAnnouncement(testID, "server_1", "10.213.0.2", "10.213.0.3"))
+	rrs := p.zone.records()
+	for _, m := range []*dns.Msg{
+		{MsgHdr: dns.MsgHdr{Response: true}, Answer: rrs},
+		{MsgHdr: dns.MsgHdr{Response: true}, Extra: rrs},
+		{MsgHdr: dns.MsgHdr{Response: true}, Answer: rrs[:1], Extra: rrs[1:]},
+	} {
+		pkt, err := m.Pack()
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(pkt)
+	}
+	other, _ := New(Config{})
+	other.selfID = "none"
+	f.Fuzz(func(t *testing.T, pkt []byte) {
+		var msg dns.Msg
+		if msg.Unpack(pkt) != nil {
+			return
+		}
+		for _, a := range parseAnswers(&msg, p.service, "fuzz") {
+			if a.instance == "" || strings.Contains(strings.ReplaceAll(a.instance, `\.`, ""), ".") {
+				t.Fatalf("instance %q is not one label", a.instance)
+			}
+			_, _ = other.peerOf(a)
+			_, _ = p.peerOf(a)
+		}
+	})
+}

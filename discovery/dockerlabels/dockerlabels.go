@@ -85,10 +85,11 @@ const DefaultResync = 30 * time.Second
 
 // Timing knobs that tests shorten.
 var (
-	retryMin     = 500 * time.Millisecond
-	retryMax     = 30 * time.Second
-	callTimeout  = 15 * time.Second // one list or inspect
-	sinceOverlap = time.Minute      // how far back the first subscription asks
+	retryMin      = 500 * time.Millisecond
+	retryMax      = 30 * time.Second
+	callTimeout   = 15 * time.Second // one list or inspect
+	sinceOverlap  = time.Minute      // how far back the first subscription asks
+	healthyStream = 10 * time.Second // a stream that lasted this long was fine
 )
 
 // API is the part of the Engine API the provider uses: reads only.
@@ -245,8 +246,16 @@ func (p *Provider) since(now time.Time) string {
 
 // follow subscribes to events, lists the containers, then handles events
 // (and periodic listings) until the stream ends or a listing fails. It
-// reports whether it got as far as handling the stream.
+// reports whether the stream was healthy: it delivered an event or lasted
+// a while (a stream refused at once, e.g. by a socket proxy without
+// EVENTS=1, must not make the provider reconnect at full speed).
 func (p *Provider) follow(ctx context.Context, up chan<- []discovery.Group, since string) (healthy bool) {
+	subscribed := time.Now()
+	gotEvent := false
+	healthy = false
+	defer func() {
+		healthy = healthy && (gotEvent || time.Since(subscribed) >= healthyStream)
+	}()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // ends the client's stream goroutine
 	f := client.Filters{}
@@ -273,6 +282,7 @@ func (p *Provider) follow(ctx context.Context, up chan<- []discovery.Group, sinc
 			}
 			return true
 		case m := <-stream.Messages:
+			gotEvent = true
 			p.handle(ctx, up, m)
 		case <-tick.C:
 			if err := p.resyncAll(ctx, up); err != nil {
@@ -307,6 +317,13 @@ func (p *Provider) handle(ctx context.Context, up chan<- []discovery.Group, m ev
 		// connect, disconnect. They matter only for containers we follow
 		// or would follow if they had a usable address.
 		id = m.Actor.Attributes["container"]
+		if id != "" && id == p.selfID {
+			// Our own networks changed: which addresses count may too.
+			if err := p.resyncAll(ctx, up); err != nil {
+				p.log.Warn("listing containers failed", "err", err)
+			}
+			return
+		}
 		if !p.known(id) {
 			return
 		}

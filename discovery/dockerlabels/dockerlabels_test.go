@@ -437,3 +437,32 @@ func TestEngineDown(t *testing.T) {
 	f.down.Store(false)
 	r.wait("back", "172.18.0.2:29015/alpha", "172.18.0.6:29015/alpha")
 }
+
+// The agent's own container joins another network: peers' addresses on it
+// count from then on (network connect event of our own container).
+func TestOwnNetworkConnect(t *testing.T) {
+	f := newFakeEngine(t)
+	log, _ := newLogger()
+	p, err := New(Config{Client: f.client(t), Logger: log, SelfCandidates: []string{id1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := start(t, p)
+	r.wait("rec_default only", "172.18.0.2:29015/alpha", "172.18.0.3:29016/alpha", "172.18.0.6:29015/alpha")
+	waitFor(t, "an event stream", func() bool { return f.streamCount() == 1 })
+
+	// rec-rethinkdb-1 gets rec-rethinkdb-4's rec_backend endpoint too.
+	f.mu.Lock()
+	nets1 := f.inspect[id1]["NetworkSettings"].(map[string]any)["Networks"].(map[string]any)
+	nets4 := f.inspect[id4]["NetworkSettings"].(map[string]any)["Networks"].(map[string]any)
+	nets1["rec_backend"] = nets4["rec_backend"]
+	f.mu.Unlock()
+	var connect string
+	for _, l := range recordedEvents(t) {
+		if strings.Contains(l, `"Action":"connect"`) && strings.Contains(l, `"name":"rec_backend"`) {
+			connect = strings.ReplaceAll(l, id4, id1)
+		}
+	}
+	f.emit(connect)
+	r.wait("rec_default and rec_backend", "172.18.0.2:29015/alpha", "172.18.0.3:29016/alpha", "172.19.0.2:29015+172.18.0.6:29015/alpha")
+}

@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -223,13 +224,19 @@ func (e *engine) stop(id string) {
 
 // engineProxy is an HTTP proxy in front of the Engine's API, so that a
 // test can break the provider's connections (as an Engine restart or a
-// socket-proxy restart would) and see its requests.
+// socket-proxy restart would) and see its requests. Like
+// tecnativa/docker-socket-proxy with CONTAINERS=1 EVENTS=1 (and its
+// default PING=1 VERSION=1, POST=0), it lets only reads of those through:
+// whatever else the provider asks is refused and recorded.
 type engineProxy struct {
-	srv    *httptest.Server
-	down   atomic.Bool
-	mu     sync.Mutex
-	events []url.Values // queries of the /events requests
+	srv     *httptest.Server
+	down    atomic.Bool
+	mu      sync.Mutex
+	events  []url.Values // queries of the /events requests
+	refused []string     // requests a read-only socket proxy would refuse
 }
+
+var readOnlyPaths = regexp.MustCompile(`^(/v[\d.]+)?/(_ping|version|containers/json|containers/[^/]+/json|events)$`)
 
 func newEngineProxy(t *testing.T, c *client.Client) *engineProxy {
 	t.Helper()
@@ -258,6 +265,13 @@ func newEngineProxy(t *testing.T, c *client.Client) *engineProxy {
 	p.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if p.down.Load() {
 			http.Error(w, `{"message":"engine proxy is down (test)"}`, http.StatusServiceUnavailable)
+			return
+		}
+		if (r.Method != http.MethodGet && r.Method != http.MethodHead) || !readOnlyPaths.MatchString(r.URL.Path) {
+			p.mu.Lock()
+			p.refused = append(p.refused, r.Method+" "+r.URL.Path)
+			p.mu.Unlock()
+			http.Error(w, `{"message":"forbidden by the read-only proxy (test)"}`, http.StatusForbidden)
 			return
 		}
 		if strings.HasSuffix(r.URL.Path, "/events") {
@@ -391,6 +405,12 @@ func TestRealEngine(t *testing.T) {
 	_, ep10 := e.mustStart("rethinkdb-10", "rethinkdb", nil)
 	want = append(want, ep10)
 	r.wait("a replica started after the reconnection", want...)
+
+	proxy.mu.Lock()
+	defer proxy.mu.Unlock()
+	if len(proxy.refused) > 0 {
+		t.Errorf("the provider asked for more than a read-only socket proxy allows: %v", proxy.refused)
+	}
 }
 
 // Default mode as it runs in a compose service: "self" is a real container,

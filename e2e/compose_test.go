@@ -343,6 +343,19 @@ func TestCompose(t *testing.T) {
 		t.Fatalf("after recreation: servers %v, want %v (same ids)", got, ids)
 	}
 
+	step("4b. up --force-recreate: every container recreated, the same server ids")
+	before := strings.Fields(docker(t, append([]string{"inspect", "-f", "{{.Id}}"}, cs...)...))
+	s.must("up", "-d", "--force-recreate", "--scale", "rethinkdb=5")
+	after := strings.Fields(docker(t, append([]string{"inspect", "-f", "{{.Id}}"}, cs...)...))
+	for i := range before {
+		if i < len(after) && before[i] == after[i] {
+			t.Fatalf("%s was not recreated", cs[i])
+		}
+	}
+	if got := s.waitOneCluster(5); fmt.Sprint(got) != fmt.Sprint(ids) {
+		t.Fatalf("after up --force-recreate: servers %v, want %v (same ids)", got, ids)
+	}
+
 	step("5. docker stop: SIGTERM reaches rethinkdb, its exit code is the container's")
 	docker(t, "stop", "-t", "20", cs[0])
 	if code := strings.TrimSpace(docker(t, "inspect", "-f", "{{.State.ExitCode}}", cs[0])); code != "0" {

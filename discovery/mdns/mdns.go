@@ -48,6 +48,8 @@ import (
 	"sync"
 	"time"
 
+	hmdns "github.com/hashicorp/mdns"
+
 	"github.com/rethinkdb-agent/rethinkdb-agent/discovery"
 )
 
@@ -120,7 +122,8 @@ type Provider struct {
 
 	mu       sync.Mutex // guards the fields below (Announce vs Run)
 	selfID   string
-	lastAnn  string // to log each distinct announcement once
+	retired  []*hmdns.MDNSService // announcements replaced under another instance name: Run says goodbye
+	lastAnn  string               // to log each distinct announcement once
 	warnedLo bool
 }
 
@@ -240,7 +243,13 @@ func hostName(id string) string { return "rdb-" + id + ".local." }
 func (p *Provider) Announce(a Announcement) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	old := p.zone.svc.Load()
 	svc, rec, err := p.service4(a)
+	if old != nil && (svc == nil || old.Instance != svc.Instance) {
+		// Peers key us by instance name: the old one must go.
+		p.retired = append(p.retired, old)
+		p.notify()
+	}
 	if err != nil {
 		p.zone.set(nil)
 		p.selfID = strings.ToLower(a.ServerID)
@@ -253,13 +262,27 @@ func (p *Provider) Announce(a Announcement) {
 	key := fmt.Sprint(svc.Instance, svc.Port, svc.IPs, svc.TXT)
 	if key != p.lastAnn {
 		p.lastAnn = key
-		select {
-		case p.changed <- struct{}{}:
-		default: // Run has one pending already
-		}
+		p.notify()
 		p.log.Info("mdns: announcing the local server", "instance", svc.Instance, "service", p.service,
 			"host", svc.HostName, "port", svc.Port, "addrs", rec.Addrs, "signed", len(p.cfg.Secret) > 0)
 	}
+}
+
+// notify tells Run that the announcement changed.
+func (p *Provider) notify() {
+	select {
+	case p.changed <- struct{}{}:
+	default: // Run has one pending already
+	}
+}
+
+// takeRetired returns the retired announcements and forgets them.
+func (p *Provider) takeRetired() []*hmdns.MDNSService {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	r := p.retired
+	p.retired = nil
+	return r
 }
 
 // announceAddrs chooses the addresses to announce, and says whether they
@@ -333,9 +356,9 @@ func multicastInterfaces(all []net.Interface) []net.Interface {
 
 // Run serves announcements and browses until ctx ends. It sends the mdns
 // group (whole) at start and whenever the peer set changes; it never closes
-// up. Sockets that cannot be opened are logged and retried each
-// MaxInterval; Run returns only when ctx ends, after its server and reader
-// goroutines have stopped.
+// up. Sockets that cannot be opened are logged and retried at each poll;
+// Run returns only when ctx ends, after its server and reader goroutines
+// have stopped.
 func (p *Provider) Run(ctx context.Context, up chan<- []discovery.Group) {
 	// The responder starts first: peers can find us even before our
 	// first group is taken.
@@ -366,6 +389,9 @@ func (p *Provider) Run(ctx context.Context, up chan<- []discovery.Group) {
 		case <-p.changed:
 			srv.ensure()
 			q.ensure(ctx)
+			for _, old := range p.takeRetired() {
+				q.announce(recordsOf(old), true)
+			}
 			q.announce(p.zone.records(), false)
 			again = time.After(time.Second)
 		case <-again:

@@ -152,7 +152,8 @@ func reexecInNetns(t *testing.T, test string) {
 
 // TestLateNodeFoundByItsAnnouncement: A polls once, at start, and not
 // again for an hour; B, started after that poll, is found all the same,
-// from the announcement it multicasts when it starts; and when B stops, its
+// from the announcement it multicasts when it starts. When B's server id
+// changes, A drops the old one and takes the new one; when B stops, its
 // goodbye removes it at once (A's expiry is an hour too).
 func TestLateNodeFoundByItsAnnouncement(t *testing.T) {
 	if os.Getenv(inNetns) == "" {
@@ -191,6 +192,19 @@ func TestLateNodeFoundByItsAnnouncement(t *testing.T) {
 	go func() { b.Run(ctxB, upB); close(doneB) }()
 	if peers := next("after B started"); len(peers) != 1 || peers[0].ServerID != idB {
 		t.Fatalf("A: peers %+v, want B", peers)
+	}
+	// B's server gets a new id (a wiped data directory): its announcement
+	// changes instance, and the old one says goodbye.
+	const idB2 = "b2000000-0000-4000-8000-000000000000" // another instance name
+	b.Announce(testAnnouncement(idB2, "b", "10.99.0.2"))
+	for {
+		peers := next("after B's new id")
+		if len(peers) == 1 && peers[0].ServerID == idB2 {
+			break
+		}
+		if len(peers) > 2 {
+			t.Fatalf("A: peers %+v", peers)
+		}
 	}
 	cancelB()
 	<-doneB

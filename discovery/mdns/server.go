@@ -42,8 +42,10 @@ func (z *zone) Records(q dns.Question) []dns.RR {
 
 // records are the records of an announcement (PTR, SRV, A/AAAA, TXT),
 // nil when there is none.
-func (z *zone) records() []dns.RR {
-	s := z.svc.Load()
+func (z *zone) records() []dns.RR { return recordsOf(z.svc.Load()) }
+
+// recordsOf are the records of s (PTR, SRV, A/AAAA, TXT); nil for nil.
+func recordsOf(s *hmdns.MDNSService) []dns.RR {
 	if s == nil {
 		return nil
 	}

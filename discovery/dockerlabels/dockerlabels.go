@@ -261,6 +261,7 @@ func (p *Provider) follow(ctx context.Context, up chan<- []discovery.Group, sinc
 	f := client.Filters{}
 	f.Add("type", string(events.ContainerEventType), string(events.NetworkEventType))
 	f.Add("event", string(events.ActionStart), string(events.ActionDie), string(events.ActionDestroy),
+		string(events.ActionPause), string(events.ActionUnPause),
 		string(events.ActionConnect), string(events.ActionDisconnect))
 	stream := p.api.Events(ctx, client.EventsListOptions{Since: since, Filters: f})
 
@@ -307,7 +308,7 @@ func (p *Provider) handle(ctx context.Context, up chan<- []discovery.Group, m ev
 	var id string
 	switch m.Type {
 	case events.ContainerEventType:
-		// start, die, destroy. Labels are in the attributes: skip other
+		// start, die, destroy, pause, unpause. Labels are in the attributes: skip other
 		// containers without asking the Engine.
 		id = m.Actor.ID
 		if !p.known(id) && !p.selector.Match(m.Actor.Attributes) {
@@ -354,7 +355,9 @@ func (p *Provider) refresh(ctx context.Context, id string) error {
 		return err
 	}
 	c := res.Container
-	if c.State == nil || !c.State.Running || c.State.Restarting || c.Config == nil {
+	// Paused containers answer TCP handshakes (the kernel does) but nothing
+	// else: not peers until unpaused. The listing leaves them out too.
+	if c.State == nil || !c.State.Running || c.State.Paused || c.State.Restarting || c.Config == nil {
 		p.forget(id)
 		return nil
 	}

@@ -116,6 +116,7 @@ func start(t *testing.T, p *Provider) *runner {
 // wait waits until the latest group is want.
 func (r *runner) wait(desc string, want ...string) {
 	r.t.Helper()
+	want = append([]string(nil), want...) // sorted here, not the caller's
 	sort.Strings(want)
 	deadline := time.After(10 * time.Second)
 	for {

@@ -376,6 +376,26 @@ func TestRealEngine(t *testing.T) {
 	e.stop(stopped)
 	r.wait("after stopping one", want...)
 
+	// Pause one: gone until unpaused.
+	ctx, cancel := bg()
+	defer cancel()
+	pid1, _ := e.mustStart("rethinkdb-p", "rethinkdb", nil)
+	in, err := e.c.ContainerInspect(ctx, pid1, client.ContainerInspectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	epP := net.JoinHostPort(in.Container.NetworkSettings.Networks[e.network].IPAddress.String(), "29015") + "/" + e.run
+	r.wait("with a new replica", append(want, epP)...)
+	if _, err := e.c.ContainerPause(ctx, pid1, client.ContainerPauseOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	r.wait("after pausing it", want...)
+	if _, err := e.c.ContainerUnpause(ctx, pid1, client.ContainerUnpauseOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	want = append(want, epP)
+	r.wait("after unpausing it", want...)
+
 	// Break the event stream while containers come and go: nothing lost.
 	before := len(proxy.eventRequests())
 	proxy.down.Store(true)

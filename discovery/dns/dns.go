@@ -10,7 +10,8 @@
 //   - "could not ask" (timeout, SERVFAIL, REFUSED, network error): nothing
 //     is known; the name keeps its last peers, and the failure is logged.
 //
-// Each name is looked up every interval; each is its own group (source
+// Each name is looked up every interval (all names in parallel); each is
+// its own group (source
 // "dns/<name>"), so a failing name does not hide the others. Names are
 // completed with the search list of /etc/resolv.conf, as the C library
 // would (ndots); with explicit servers they are used as given.
@@ -27,6 +28,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	miekg "github.com/miekg/dns"
@@ -214,12 +216,27 @@ func (p *Provider) Run(ctx context.Context, up chan<- []discovery.Group) {
 			return
 		case <-t.C:
 		}
+		// Names are asked in parallel: one that times out does not hold
+		// the others back.
+		type result struct {
+			peers []discovery.Peer
+			err   error
+		}
+		results := make([]result, len(p.queries))
+		var wg sync.WaitGroup
+		for i, q := range p.queries {
+			wg.Go(func() {
+				peers, err := p.Lookup(ctx, q)
+				results[i] = result{peers, err}
+			})
+		}
+		wg.Wait()
+		if ctx.Err() != nil {
+			return
+		}
 		var changed []discovery.Group
-		for _, q := range p.queries {
-			peers, err := p.Lookup(ctx, q)
-			if ctx.Err() != nil {
-				return
-			}
+		for i, q := range p.queries {
+			peers, err := results[i].peers, results[i].err
 			if err != nil {
 				if p.lastErr[q] != err.Error() {
 					p.lastErr[q] = err.Error()

@@ -10,11 +10,16 @@
 //   - "could not ask" (timeout, SERVFAIL, REFUSED, network error): nothing
 //     is known; the name keeps its last peers, and the failure is logged.
 //
-// Each name is looked up every interval (all names in parallel); each is
-// its own group (source
-// "dns/<name>"), so a failing name does not hide the others. Names are
-// completed with the search list of /etc/resolv.conf, as the C library
-// would (ndots); with explicit servers they are used as given.
+// Each name is looked up every interval (all names in parallel) and is its
+// own group (source "dns/<name>"), so a failing name does not hide the
+// others. Names are completed with the search list of /etc/resolv.conf, as
+// the C library would (ndots); with explicit servers they are used as given.
+//
+// Docker's embedded DNS (127.0.0.11, Engine 20.10, checked on this
+// project's machines) answers a service name or network alias with its
+// running containers' A records and an empty NOERROR for AAAA on IPv4-only
+// networks, and NXDOMAIN once no container of it runs: scaling a service
+// to zero empties the group.
 package dns
 
 import (

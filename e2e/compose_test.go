@@ -113,20 +113,30 @@ func newStack(t *testing.T, project string) *stack {
 		"RETHINKDB_DRIVER_PUBLISH=127.0.0.1:",
 		"RETHINKDB_AGENT_LOG_LEVEL=debug",
 	)
-	s.down() // leftovers of an interrupted run
+	_ = s.down() // leftovers of an interrupted run
 	t.Cleanup(func() {
 		if t.Failed() {
-			out, _ := s.run("logs", "--no-color", "--tail", "200")
+			out, _ := s.runFiles(nil, "logs", "--no-color", "--tail", "200")
 			t.Logf("==== compose logs of %s:\n%s", s.project, out)
 		}
-		s.down()
+		if err := s.down(); err != nil {
+			t.Error(err)
+		}
+		label := "label=com.docker.compose.project=" + s.project
+		if left := strings.TrimSpace(docker(t, "ps", "-aq", "--filter", label)); left != "" {
+			t.Errorf("containers of %s left after down: %s", s.project, left)
+		}
 	})
 	return s
 }
 
 func (s *stack) run(args ...string) (string, error) {
+	return s.runFiles(s.files, args...)
+}
+
+func (s *stack) runFiles(files []string, args ...string) (string, error) {
 	full := append(slices.Clone(s.compose[1:]), "-p", s.project, "-f", filepath.Join(repoRoot(s.t), "compose.yaml"))
-	for _, f := range s.files {
+	for _, f := range files {
 		full = append(full, "-f", f)
 	}
 	full = append(full, args...)
@@ -147,8 +157,14 @@ func (s *stack) must(args ...string) string {
 	return out
 }
 
-func (s *stack) down() {
-	_, _ = s.run("down", "-v", "--remove-orphans", "-t", "10")
+// down removes the project. It reads compose.yaml only: override files may
+// live in a t.TempDir that is already gone when cleanups run.
+func (s *stack) down() error {
+	out, err := s.runFiles(nil, "down", "-v", "--remove-orphans", "-t", "10")
+	if err != nil {
+		return fmt.Errorf("%s down: %v\n%s", strings.Join(s.compose, " "), err, out)
+	}
+	return nil
 }
 
 // containers are the names of the service's containers, by container number.

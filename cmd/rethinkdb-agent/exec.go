@@ -473,8 +473,11 @@ func probePeers(ctx context.Context, peers []discovery.Peer, self []netip.Addr,
 // writePasswordConfig writes a 0600 config file holding initial-password
 // (after the lines of the user's own config file, if any).
 func writePasswordConfig(dir, userConfig, password string) (string, error) {
-	if strings.ContainsAny(password, "\r\n") {
-		return "", errors.New("the password holds a line break; it cannot go into a rethinkdb config file")
+	// What rethinkdb's config file parser would change: a line break ends
+	// the value, '#' starts a comment anywhere, outer blanks are trimmed.
+	if strings.ContainsAny(password, "\r\n#") || strings.TrimSpace(password) != password {
+		return "", errors.New("the password holds a line break, a '#' or outer blanks, which a rethinkdb config " +
+			"file cannot carry; choose another, or set it in rethinkdb.users after the start")
 	}
 	var b strings.Builder
 	if userConfig != "" {

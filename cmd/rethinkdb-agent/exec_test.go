@@ -296,8 +296,10 @@ func TestWritePasswordConfig(t *testing.T) {
 		!strings.HasSuffix(got, "initial-password=s3cret\n") {
 		t.Errorf("config file:\n%s", got)
 	}
-	if _, err := writePasswordConfig(dir, "", "a\nb"); err == nil {
-		t.Error("want an error for a password with a line break")
+	for _, bad := range []string{"a\nb", "a#b", " ab", "ab\t"} {
+		if _, err := writePasswordConfig(dir, "", bad); err == nil {
+			t.Errorf("password %q: want an error (the config file cannot carry it)", bad)
+		}
 	}
 	if _, err := writePasswordConfig(dir, filepath.Join(dir, "missing"), "x"); err == nil || !strings.Contains(err.Error(), "--config-file") {
 		t.Errorf("err = %v", err)

@@ -600,12 +600,34 @@ func execRun(ctx context.Context, args []string, sigs <-chan os.Signal, stderr i
 		return 1, err
 	}
 
+	// A signal during the preparation (DNS, the join round) ends it at once.
+	prepCtx, cancelPrep := context.WithCancel(ctx)
+	defer cancelPrep()
+	var early os.Signal
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		select {
+		case early = <-sigs:
+			cancelPrep()
+		case <-prepCtx.Done():
+		}
+	}()
+	stopped := func() (int, error) {
+		cancelPrep()
+		<-watched
+		if early != nil {
+			return 128 + int(early.(syscall.Signal)), fmt.Errorf("stopped by %v before rethinkdb started", early)
+		}
+		return 0, nil
+	}
+
 	argv := slices.Clone(child[1:])
 	name := argValue(argv, "--server-name", "-n")
 	if name == "" {
 		name = opts.serverName
 		if name == "" {
-			name = defaultServerName(ctx, systemNameSource())
+			name = defaultServerName(prepCtx, systemNameSource())
 		}
 		argv = append(argv, "--server-name", name)
 	}
@@ -639,7 +661,7 @@ func execRun(ctx context.Context, args []string, sigs <-chan os.Signal, stderr i
 			return 1, err
 		}
 		self, _ := localIPs()
-		joins := reachablePeers(ctx, m, opts.joinWait, self, func(ctx context.Context, ep netip.AddrPort) error {
+		joins := reachablePeers(prepCtx, m, opts.joinWait, self, func(ctx context.Context, ep netip.AddrPort) error {
 			d := net.Dialer{Timeout: time.Second}
 			conn, err := d.DialContext(ctx, "tcp", ep.String())
 			if err == nil {
@@ -656,10 +678,8 @@ func execRun(ctx context.Context, args []string, sigs <-chan os.Signal, stderr i
 			argv = append(argv, "--join", j)
 		}
 	}
-	select {
-	case s := <-sigs:
-		return 128 + int(s.(syscall.Signal)), fmt.Errorf("stopped by %v before rethinkdb started", s)
-	default:
+	if code, err := stopped(); err != nil {
+		return code, err
 	}
 
 	cmd := exec.Command(child[0], argv...)

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -370,6 +371,24 @@ func TestReachablePeers(t *testing.T) {
 	}
 }
 
+// syncBuffer is a bytes.Buffer safe for concurrent writers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
 // freePort returns a TCP port nobody listens on (for the agent's --node).
 func freePort(t *testing.T) int {
 	t.Helper()
@@ -406,11 +425,11 @@ func TestExecRun(t *testing.T) {
 	t.Setenv(envPrefix+"PASSWORD", "")
 	driver := freePort(t)
 	sigs := make(chan os.Signal, 1)
-	var stderr bytes.Buffer
+	var stderr syncBuffer // exec's and the agent loop's loggers write at once
 	done := make(chan int, 1)
 	go func() {
 		code, err := execRun(context.Background(), []string{"--data-root", filepath.Join(dir, "data"), "--password-file", pwFile,
-			"--initial-join-wait", "0s", "--interval", "50ms", "--", os.Args[0], "--driver-port", strconv.Itoa(driver), "--bind", "all"},
+			"--initial-join-wait", "0s", "--interval", "50ms", "--http", "off", "--", os.Args[0], "--driver-port", strconv.Itoa(driver), "--bind", "all"},
 			sigs, &stderr)
 		if err != nil {
 			t.Error(err)
@@ -478,5 +497,34 @@ func TestExecRunErrors(t *testing.T) {
 				t.Fatalf("code %d, err %v; want %q", code, err, tt.want)
 			}
 		})
+	}
+}
+
+// TestExecRunSignalBeforeStart: a SIGTERM during the join round ends it and
+// rethinkdb never starts.
+func TestExecRunSignalBeforeStart(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("FAKE_RETHINKDB", dir)
+	sigs := make(chan os.Signal, 1)
+	sigs <- syscall.SIGTERM
+	done := make(chan struct{})
+	var code int
+	var err error
+	go func() {
+		defer close(done)
+		// A peer that never answers and a round that would last 10 minutes.
+		code, err = execRun(context.Background(), []string{"--initial-join-wait", "10m", "--peer", "10.255.255.1:29015",
+			"--", os.Args[0], "--server-name", "x", "--driver-port", strconv.Itoa(freePort(t))}, sigs, io.Discard)
+	}()
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		t.Fatal("the join round went on after SIGTERM")
+	}
+	if code != 128+int(syscall.SIGTERM) || err == nil || !strings.Contains(err.Error(), "before rethinkdb started") {
+		t.Fatalf("code %d, err %v", code, err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "argv")); err == nil {
+		t.Fatal("rethinkdb was started")
 	}
 }

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/rethinkdb-agent/rethinkdb-agent/e2e/harness"
 )
 
 func TestMain(m *testing.M) {
@@ -24,10 +26,9 @@ func TestMain(m *testing.M) {
 	}
 	// Race-built fakes would otherwise sleep 1s at exit.
 	os.Setenv("GORACE", strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
-	code := m.Run()
-	if simPath != "" && os.Getenv("RETHINKDB_SIM") == "" {
-		os.RemoveAll(filepath.Dir(simPath))
-	}
+	// harness.Run kills and reports servers a test left running, and
+	// removes the simulator it built.
+	code := harness.Run(m)
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
 			os.Stderr.WriteString("goleak: " + err.Error() + "\n")

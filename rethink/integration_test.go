@@ -10,6 +10,8 @@ import (
 	"time"
 
 	r "gopkg.in/rethinkdb/rethinkdb-go.v6"
+
+	"github.com/rethinkdb-agent/rethinkdb-agent/e2e/harness"
 )
 
 func testCtx(t *testing.T) context.Context {
@@ -27,7 +29,8 @@ func execQ(t *testing.T, c *Client, q r.Term) {
 }
 
 func TestSimSelfAndView(t *testing.T) {
-	s := startServer(t, "alpha")
+	h := newCluster(t)
+	s := h.StartServer(harness.ServerOptions{Name: "alpha"})
 	c := dialSim(t, s)
 	ctx := testCtx(t)
 
@@ -59,7 +62,8 @@ func TestSimSelfAndView(t *testing.T) {
 }
 
 func TestSimConditionalWrites(t *testing.T) {
-	s := startServer(t, "alpha")
+	h := newCluster(t)
+	s := h.StartServer(harness.ServerOptions{Name: "alpha"})
 	c := dialSim(t, s)
 	ctx := testCtx(t)
 	execQ(t, c, r.DBCreate("app"))
@@ -130,7 +134,8 @@ func TestSimConditionalWrites(t *testing.T) {
 // lock: both may report a change. What the agent relies on is that racing
 // agents pick the same deterministic target, so the end state is the same.
 func TestSimRenameRace(t *testing.T) {
-	s := startServer(t, "alpha")
+	h := newCluster(t)
+	s := h.StartServer(harness.ServerOptions{Name: "alpha"})
 	c1, c2 := dialSim(t, s), dialSim(t, s)
 	ctx := testCtx(t)
 	v, err := c1.View(ctx)
@@ -162,8 +167,9 @@ func TestSimRenameRace(t *testing.T) {
 }
 
 func TestSimMergeThroughProxy(t *testing.T) {
-	a := startServer(t, "server_1")
-	b := startServer(t, "server_3")
+	h := newCluster(t)
+	a := h.StartServer(harness.ServerOptions{Name: "server_1"})
+	b := h.StartServer(harness.ServerOptions{Name: "server_3"})
 	ca, cb := dialSim(t, a), dialSim(t, b)
 	ctx := testCtx(t)
 
@@ -176,9 +182,9 @@ func TestSimMergeThroughProxy(t *testing.T) {
 		t.Fatal("no initial notification")
 	}
 
-	p := startSim(t, "proxy", "--join", a.ClusterAddr(), "--join", b.ClusterAddr())
+	p := h.StartProxy(a, b)
 	var v View
-	eventually(t, 15*time.Second, func() (bool, string) {
+	harness.Eventually(t, 15*time.Second, func() (bool, string) {
 		var err error
 		v, err = ca.View(ctx)
 		if err != nil {
@@ -201,7 +207,7 @@ func TestSimMergeThroughProxy(t *testing.T) {
 	}
 
 	// Through the proxy's driver port, Self refuses.
-	cp := dialSim(t, p)
+	cp := dialSim(t, p.Node)
 	if _, err := cp.Self(ctx); !errors.Is(err, ErrProxy) {
 		t.Errorf("Self via proxy: %v", err)
 	}
@@ -213,7 +219,7 @@ func TestSimMergeThroughProxy(t *testing.T) {
 	if changed, err := cb.DropDuplicateDBIfEmpty(ctx, is.IDs[0], "test"); err != nil || !changed {
 		t.Fatalf("drop the first duplicate test: %v %v", changed, err)
 	}
-	eventually(t, 15*time.Second, func() (bool, string) {
+	harness.Eventually(t, 15*time.Second, func() (bool, string) {
 		v, err := ca.View(ctx)
 		return err == nil && len(v.DBs) == 1, fmt.Sprintf("%+v %v", v.DBs, err)
 	})
@@ -228,7 +234,7 @@ func TestSimMergeThroughProxy(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, 10*time.Second, func() (bool, string) {
+	harness.Eventually(t, 10*time.Second, func() (bool, string) {
 		v, err := ca.View(ctx)
 		if err != nil {
 			return false, err.Error()
@@ -251,7 +257,8 @@ func TestSimMergeThroughProxy(t *testing.T) {
 }
 
 func TestSimWrongPassword(t *testing.T) {
-	s := startServer(t, "alpha")
+	h := newCluster(t)
+	s := h.StartServer(harness.ServerOptions{Name: "alpha"})
 	c := dialSim(t, s)
 	ctx := testCtx(t)
 	// Give admin a password, then dial with a wrong one.
@@ -272,7 +279,8 @@ func TestSimWrongPassword(t *testing.T) {
 }
 
 func TestSimWatchPollsWhenServerGone(t *testing.T) {
-	s := startServer(t, "alpha")
+	h := newCluster(t)
+	s := h.StartServer(harness.ServerOptions{Name: "alpha"})
 	c, err := Dial(testCtx(t), Options{Address: s.DriverAddr(), Timeout: time.Second, PollInterval: 200 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
@@ -282,7 +290,7 @@ func TestSimWatchPollsWhenServerGone(t *testing.T) {
 	defer cancel()
 	notes := c.Watch(ctx)
 	<-notes
-	s.stop(t)
+	s.Stop()
 	// With the server gone the feeds fail and the watcher keeps notifying.
 	for i := range 3 {
 		select {
@@ -299,13 +307,14 @@ func TestSimWatchPollsWhenServerGone(t *testing.T) {
 // Two servers with the same name, bridged: server_name_collision, the
 // __conflict__ key in connected_to, and RenameServer fixes it.
 func TestSimServerNameCollision(t *testing.T) {
-	a := startServer(t, "server_1")
-	b := startServer(t, "server_1")
+	h := newCluster(t)
+	a := h.StartServer(harness.ServerOptions{Name: "server_1"})
+	b := h.StartServer(harness.ServerOptions{Name: "server_1"})
 	ca := dialSim(t, a)
 	ctx := testCtx(t)
-	startSim(t, "proxy", "--join", a.ClusterAddr(), "--join", b.ClusterAddr())
+	h.StartProxy(a, b)
 	var v View
-	eventually(t, 15*time.Second, func() (bool, string) {
+	harness.Eventually(t, 15*time.Second, func() (bool, string) {
 		var err error
 		v, err = ca.View(ctx)
 		if err != nil {
@@ -330,7 +339,7 @@ func TestSimServerNameCollision(t *testing.T) {
 	if changed, err := ca.RenameServer(ctx, b.ID, "server_1", "server_1b"); err != nil || !changed {
 		t.Fatalf("RenameServer: %v %v", changed, err)
 	}
-	eventually(t, 10*time.Second, func() (bool, string) {
+	harness.Eventually(t, 10*time.Second, func() (bool, string) {
 		v, err := ca.View(ctx)
 		if err != nil {
 			return false, err.Error()

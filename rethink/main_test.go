@@ -5,13 +5,14 @@ import (
 	"testing"
 
 	"go.uber.org/goleak"
+
+	"github.com/rethinkdb-agent/rethinkdb-agent/e2e/harness"
 )
 
 func TestMain(m *testing.M) {
-	code := m.Run()
-	if simDir != "" {
-		os.RemoveAll(simDir)
-	}
+	// harness.Run kills and reports servers a test left running, and
+	// removes the simulator it built.
+	code := harness.Run(m)
 	if code == 0 {
 		if err := goleak.Find(); err != nil {
 			os.Stderr.WriteString("goleak: " + err.Error() + "\n")

@@ -40,10 +40,17 @@ const (
 // Main runs the tests of an e2e package: use it from TestMain. After the
 // tests it kills any process a test left behind and fails the run if there
 // was one; an interrupt (^C) kills every child first.
-func Main(m *testing.M) {
+func Main(m *testing.M) { os.Exit(Run(m)) }
+
+// Run is Main without the exit: it returns the exit code, for a TestMain
+// that checks more after the tests (goleak, say). Every goroutine it
+// starts has ended when it returns.
+func Run(m *testing.M) int {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	handled := make(chan struct{})
 	go func() {
+		defer close(handled)
 		sig, ok := <-sigs
 		if !ok {
 			return
@@ -53,7 +60,10 @@ func Main(m *testing.M) {
 		os.Exit(2)
 	}()
 	code := m.Run()
+	// After Stop no signal is sent on sigs: closing it ends the goroutine.
 	signal.Stop(sigs)
+	close(sigs)
+	<-handled
 	if left := killAll(); len(left) > 0 {
 		fmt.Fprintf(os.Stderr, "harness: processes left running after the tests (killed now): %s\n", strings.Join(left, ", "))
 		if code == 0 {
@@ -63,7 +73,7 @@ func Main(m *testing.M) {
 	if buildDir != "" {
 		_ = os.RemoveAll(buildDir)
 	}
-	os.Exit(code)
+	return code
 }
 
 var (

@@ -1,8 +1,8 @@
 package discovery
 
 import (
-	"bytes"
 	"context"
+	"fmt"
 	"log/slog"
 	"reflect"
 	"strings"
@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/rethinkdb-agent/rethinkdb-agent/internal/testutil"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -135,23 +137,6 @@ func (f *fakeProvider) send(t *testing.T, gs ...Group) {
 	}
 }
 
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func startManager(t *testing.T, m *Manager) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
@@ -244,13 +229,10 @@ func TestManagerCoalesces(t *testing.T) {
 		a.send(t, Group{Source: "flags", Peers: []Peer{{Addrs: []string{"10.0.0.1"}, Port: 29000 + i}}})
 	}
 	// The last send has been received; wait until it has been applied.
-	deadline := time.Now().Add(5 * time.Second)
-	for len(m.Peers()) == 0 || m.Peers()[0].Port != 29049 {
-		if time.Now().After(deadline) {
-			t.Fatalf("peers = %+v", m.Peers())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.Eventually(t, 5*time.Second, func() (bool, string) {
+		ps := m.Peers()
+		return len(ps) > 0 && ps[0].Port == 29049, fmt.Sprintf("peers = %+v", ps)
+	})
 	select {
 	case ps := <-m.Updates():
 		if len(ps) != 1 || ps[0].Port != 29049 {
@@ -283,7 +265,7 @@ func TestManagerNoUpdateWithoutChange(t *testing.T) {
 }
 
 func TestManagerFence(t *testing.T) {
-	logs := &syncBuffer{}
+	logs := &testutil.SyncBuffer{}
 	a := newFake("mdns")
 	m := NewManager(slog.New(slog.NewTextHandler(logs, nil)), a)
 	m.Fence = ClusterFence("prod")

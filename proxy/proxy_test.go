@@ -1,9 +1,9 @@
 package proxy
 
 import (
-	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -17,6 +17,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/rethinkdb-agent/rethinkdb-agent/e2e/harness"
+	"github.com/rethinkdb-agent/rethinkdb-agent/internal/testutil"
 )
 
 func TestMain(m *testing.M) {
@@ -38,28 +39,10 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// syncBuffer is a log sink safe for concurrent writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func fakeConfig(t *testing.T, mode string) (Config, *syncBuffer) {
+func fakeConfig(t *testing.T, mode string) (Config, *testutil.SyncBuffer) {
 	t.Helper()
 	t.Setenv(fakeEnv, mode)
-	logs := &syncBuffer{}
+	logs := &testutil.SyncBuffer{}
 	return Config{
 		Binary:       os.Args[0],
 		Joins:        []string{"127.0.0.1:4000", "[::1]:4002"},
@@ -106,17 +89,10 @@ func waitGone(t *testing.T, p *Proxy) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("proxy not done")
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testutil.Eventually(t, 5*time.Second, func() (bool, string) {
 		alive := groupAlive(p.Pid())
-		if len(alive) == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("processes left in group %d: %v", p.Pid(), alive)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return len(alive) == 0, fmt.Sprintf("processes left in group %d: %v", p.Pid(), alive)
+	})
 	if _, err := os.Stat(p.dir); !os.IsNotExist(err) {
 		t.Errorf("working directory %s not removed: %v", p.dir, err)
 	}

@@ -1,7 +1,6 @@
 package dns
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -19,6 +18,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/rethinkdb-agent/rethinkdb-agent/discovery"
+	"github.com/rethinkdb-agent/rethinkdb-agent/internal/testutil"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -334,23 +334,6 @@ func TestConfigErrors(t *testing.T) {
 	}
 }
 
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // Run with the real Manager: names come and go between intervals; NXDOMAIN
 // empties a name's group, SERVFAIL and timeouts keep it.
 func TestRunKeepsUp(t *testing.T) {
@@ -358,7 +341,7 @@ func TestRunKeepsUp(t *testing.T) {
 	z.set("rethinkdb", "A", "rethinkdb. 0 IN A 10.0.0.1")
 	z.set("_rethinkdb._tcp.other", "SRV", "_rethinkdb._tcp.other. 0 IN SRV 0 0 29016 other-0.")
 	z.set("other-0", "A", "other-0. 0 IN A 10.9.0.1")
-	logs := &syncBuffer{}
+	logs := &testutil.SyncBuffer{}
 	p, err := New(Config{
 		Names:    []string{"rethinkdb", "srv+_rethinkdb._tcp.other"},
 		Servers:  []string{z.addr},
@@ -409,12 +392,12 @@ func TestRunKeepsUp(t *testing.T) {
 	z.setRcode("rethinkdb", miekg.RcodeServerFailure)
 	z.set("other-0", "A", "other-0. 0 IN A 10.9.0.2")
 	wait("SERVFAIL kept the name, the other name moved on", "10.0.0.1:29015", "10.0.0.2:29015", "10.9.0.2:29016")
-	waitLog(t, logs, "DNS lookup failed; keeping the last peers of this name", "name=rethinkdb", "SERVFAIL")
+	logs.WaitLine(t, 10*time.Second, "DNS lookup failed; keeping the last peers of this name", "name=rethinkdb", "SERVFAIL")
 
 	// Timeout: the same.
 	z.setRcode("rethinkdb", -1)
 	z.setDrop("rethinkdb", true)
-	waitLog(t, logs, "i/o timeout")
+	logs.WaitLine(t, 10*time.Second, "i/o timeout")
 	wait("timeout kept the name", "10.0.0.1:29015", "10.0.0.2:29015", "10.9.0.2:29016")
 	if n := strings.Count(logs.String(), "SERVFAIL"); n != 1 {
 		t.Errorf("SERVFAIL logged %d times, want once", n)
@@ -424,35 +407,11 @@ func TestRunKeepsUp(t *testing.T) {
 	z.setDrop("rethinkdb", false)
 	z.set("rethinkdb", "A", "rethinkdb. 0 IN A 10.0.0.2")
 	wait("back", "10.0.0.2:29015", "10.9.0.2:29016")
-	waitLog(t, logs, "DNS lookup works again")
+	logs.WaitLine(t, 10*time.Second, "DNS lookup works again")
 	z.set("rethinkdb", "A")
 	wait("NXDOMAIN", "10.9.0.2:29016")
 	z.set("_rethinkdb._tcp.other", "SRV")
 	wait("all gone")
-}
-
-func waitLog(t *testing.T, logs *syncBuffer, subs ...string) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		ok := false
-		for _, line := range strings.Split(logs.String(), "\n") {
-			ok = true
-			for _, s := range subs {
-				if !strings.Contains(line, s) {
-					ok = false
-					break
-				}
-			}
-			if ok {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no log line with %q:\n%s", subs, logs)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 func FuzzParseQuery(f *testing.F) {

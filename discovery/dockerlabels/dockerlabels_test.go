@@ -1,7 +1,6 @@
 package dockerlabels
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -19,6 +18,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/rethinkdb-agent/rethinkdb-agent/discovery"
+	"github.com/rethinkdb-agent/rethinkdb-agent/internal/testutil"
 )
 
 func TestMain(m *testing.M) {
@@ -35,23 +35,6 @@ const (
 	id4     = "0a35f9250a97f7c7e13fb643c3a39507e9e1451e8f3c809b3da1e069cd34a287" // rec-rethinkdb-4, rec_default .6 + rec_backend 172.19.0.2
 	idOther = "a95610fafe6c63f59736f563316427412583f0aae32b51f656330ad91c12497e" // rec-other-1: service "other", no cluster label
 )
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // runner runs a provider and keeps its latest group.
 type runner struct {
@@ -118,7 +101,7 @@ func (r *runner) wait(desc string, want ...string) {
 	r.t.Helper()
 	want = append([]string(nil), want...) // sorted here, not the caller's
 	sort.Strings(want)
-	deadline := time.After(10 * time.Second)
+	deadline := time.After(waitTimeout)
 	for {
 		r.mu.Lock()
 		got, n := r.latest, r.n
@@ -141,19 +124,30 @@ func (r *runner) current() []string {
 	return r.latest
 }
 
-func waitFor(t *testing.T, desc string, ok func() bool) {
+// waitTimeout bounds every wait on the provider.
+const waitTimeout = 10 * time.Second
+
+// waitStream waits until the provider follows the fake Engine's events.
+func waitStream(t *testing.T, f *fakeEngine) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !ok() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", desc)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.Eventually(t, waitTimeout, func() (bool, string) {
+		n := f.streamCount()
+		return n == 1, fmt.Sprintf("want an event stream, %d open", n)
+	})
 }
 
-func newLogger() (*slog.Logger, *syncBuffer) {
-	b := &syncBuffer{}
+// waitLogCount waits until the log holds s at least n times.
+func waitLogCount(t *testing.T, logs *testutil.SyncBuffer, s string, n int) {
+	t.Helper()
+	testutil.Eventually(t, waitTimeout, func() (bool, string) {
+		out := logs.String()
+		got := strings.Count(out, s)
+		return got >= n, fmt.Sprintf("want %q %d times in the log, got %d:\n%s", s, n, got, out)
+	})
+}
+
+func newLogger() (*slog.Logger, *testutil.SyncBuffer) {
+	b := &testutil.SyncBuffer{}
 	return slog.New(slog.NewTextHandler(b, nil)), b
 }
 
@@ -281,9 +275,7 @@ func TestOwnContainerNotCompose(t *testing.T) {
 		t.Fatal(err)
 	}
 	start(t, p)
-	waitFor(t, "the error", func() bool {
-		return strings.Contains(logs.String(), "own container rec-rethinkdb-1 has no com.docker.compose.project and com.docker.compose.service labels")
-	})
+	logs.WaitLine(t, waitTimeout, "own container rec-rethinkdb-1 has no com.docker.compose.project and com.docker.compose.service labels")
 }
 
 func TestOwnContainerUnknown(t *testing.T) {
@@ -294,9 +286,7 @@ func TestOwnContainerUnknown(t *testing.T) {
 		t.Fatal(err)
 	}
 	start(t, p)
-	waitFor(t, "the error", func() bool {
-		return strings.Contains(logs.String(), "own container not found on this Engine (tried [deadbeef0000])")
-	})
+	logs.WaitLine(t, waitTimeout, "own container not found on this Engine (tried [deadbeef0000])")
 }
 
 // Replays the recorded event stream against a changing Engine state.
@@ -312,7 +302,7 @@ func TestRecordedEvents(t *testing.T) {
 	}
 	r := start(t, p)
 	r.wait("only rethinkdb-1", "172.18.0.2:29015/alpha")
-	waitFor(t, "an event stream", func() bool { return f.streamCount() == 1 })
+	waitStream(t, f)
 
 	ev := recordedEvents(t)
 	find := func(action, id string) string {
@@ -363,7 +353,7 @@ func TestStreamCutResyncs(t *testing.T) {
 	}
 	r := start(t, p)
 	r.wait("initial", "172.18.0.2:29015/alpha", "172.18.0.3:29016/alpha")
-	waitFor(t, "an event stream", func() bool { return f.streamCount() == 1 })
+	waitStream(t, f)
 	first, err := parseSince(f.sinceOf(0))
 	if err != nil || time.Since(first) < sinceOverlap-time.Second || time.Since(first) > sinceOverlap+time.Minute {
 		t.Errorf("first since %q (%v): want about %v ago", f.sinceOf(0), err, sinceOverlap)
@@ -422,7 +412,7 @@ func TestEngineDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := start(t, p)
-	waitFor(t, "a retry", func() bool { return strings.Count(logs.String(), "cannot reach the Docker Engine; retrying") >= 2 })
+	waitLogCount(t, logs, "cannot reach the Docker Engine; retrying", 2)
 	f.down.Store(false)
 	r.wait("up", "172.18.0.2:29015/alpha", "172.18.0.3:29016/alpha", "172.18.0.6:29015/alpha")
 
@@ -430,7 +420,7 @@ func TestEngineDown(t *testing.T) {
 	// last peers stay (a provider that cannot ask does not empty its group).
 	f.down.Store(true)
 	f.cutStreams()
-	waitFor(t, "failed listings", func() bool { return strings.Count(logs.String(), "listing containers failed") >= 2 })
+	waitLogCount(t, logs, "listing containers failed", 2)
 	if got := r.current(); len(got) != 3 {
 		t.Errorf("peers while the Engine is down: %v", got)
 	}
@@ -450,7 +440,7 @@ func TestOwnNetworkConnect(t *testing.T) {
 	}
 	r := start(t, p)
 	r.wait("rec_default only", "172.18.0.2:29015/alpha", "172.18.0.3:29016/alpha", "172.18.0.6:29015/alpha")
-	waitFor(t, "an event stream", func() bool { return f.streamCount() == 1 })
+	waitStream(t, f)
 
 	// rec-rethinkdb-1 gets rec-rethinkdb-4's rec_backend endpoint too.
 	f.mu.Lock()

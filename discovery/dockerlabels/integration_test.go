@@ -339,10 +339,7 @@ func TestRealEngine(t *testing.T) {
 	r := start(t, p)
 	want := []string{ep1, ep2}
 	r.wait("the replicas running at start", want...)
-	waitFor(t, "the bad label logged", func() bool {
-		return strings.Contains(logs.String(), "container="+e.run+"-rethinkdb-bad") &&
-			strings.Contains(logs.String(), `io.rethinkdb.cluster-port=\"not-a-port\"`)
-	})
+	logs.WaitLine(t, waitTimeout, "container="+e.run+"-rethinkdb-bad", `io.rethinkdb.cluster-port=\"not-a-port\"`)
 
 	// Scale up by six at once: every one must appear.
 	var mu sync.Mutex
@@ -409,7 +406,7 @@ func TestRealEngine(t *testing.T) {
 			break
 		}
 	}
-	waitFor(t, "the provider to notice", func() bool { return strings.Contains(logs.String(), "Docker event stream ended") })
+	logs.WaitLine(t, waitTimeout, "Docker event stream ended")
 	proxy.down.Store(false)
 	r.wait("after the stream came back", want...)
 	reqs := proxy.eventRequests()

@@ -1,13 +1,11 @@
 package mdns
 
 import (
-	"bytes"
 	"log/slog"
 	"net"
 	"os"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,65 +13,14 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/rethinkdb-agent/rethinkdb-agent/discovery"
+	"github.com/rethinkdb-agent/rethinkdb-agent/internal/testutil"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// syncBuffer is a log sink safe for concurrent writes, that can be waited on.
-type syncBuffer struct {
-	mu      sync.Mutex
-	b       bytes.Buffer
-	changed chan struct{} // closed and replaced at each write
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.changed != nil {
-		close(s.changed)
-		s.changed = nil
-	}
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// waitFor waits until the log contains every one of subs in one line.
-func (s *syncBuffer) waitFor(t *testing.T, timeout time.Duration, subs ...string) {
+func newTestProvider(t *testing.T, cfg Config) (*Provider, *testutil.SyncBuffer) {
 	t.Helper()
-	deadline := time.After(timeout)
-	for {
-		s.mu.Lock()
-		out := s.b.String()
-		if s.changed == nil {
-			s.changed = make(chan struct{})
-		}
-		ch := s.changed
-		s.mu.Unlock()
-		for _, line := range strings.Split(out, "\n") {
-			all := true
-			for _, sub := range subs {
-				all = all && strings.Contains(line, sub)
-			}
-			if all {
-				return
-			}
-		}
-		select {
-		case <-ch:
-		case <-deadline:
-			t.Fatalf("no log line with %q within %v:\n%s", subs, timeout, out)
-		}
-	}
-}
-
-func newTestProvider(t *testing.T, cfg Config) (*Provider, *syncBuffer) {
-	t.Helper()
-	logs := &syncBuffer{}
+	logs := &testutil.SyncBuffer{}
 	cfg.Logger = slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	p, err := New(cfg)
 	if err != nil {

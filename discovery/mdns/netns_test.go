@@ -97,7 +97,7 @@ func TestRunOverLoopbackMulticast(t *testing.T) {
 	}
 	waitPeers("B", upB, idA)
 	// C signs with another secret: A heard it and ignored it.
-	logsA.waitFor(t, 10*time.Second, "c-00000000", "does not verify")
+	logsA.WaitLine(t, 10*time.Second, "c-00000000", "does not verify")
 	select {
 	case gs := <-upA:
 		t.Fatalf("A's peers changed: %+v", gs)
@@ -184,7 +184,7 @@ func TestLateNodeFoundByItsAnnouncement(t *testing.T) {
 	if peers := next("at start"); len(peers) != 0 {
 		t.Fatalf("A starts with peers %+v", peers)
 	}
-	logsA.waitFor(t, 10*time.Second, "mdns: queries sent")
+	logsA.WaitLine(t, 10*time.Second, "mdns: queries sent")
 
 	ctxB, cancelB := context.WithCancel(ctx)
 	defer cancelB()

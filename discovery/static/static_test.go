@@ -1,20 +1,19 @@
 package static
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
 
 	"github.com/rethinkdb-agent/rethinkdb-agent/discovery"
+	"github.com/rethinkdb-agent/rethinkdb-agent/internal/testutil"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -88,23 +87,6 @@ func TestNewErrors(t *testing.T) {
 	}
 }
 
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // run starts p and returns a function that waits for groups matching ok.
 func run(t *testing.T, p *Provider) func(desc string, ok func(flags, file []string) bool) {
 	t.Helper()
@@ -162,7 +144,7 @@ func TestFileWatch(t *testing.T) {
 	if err := os.WriteFile(file, []byte("# cluster A\n10.0.0.1\nnode-b:4000 # trailing comment\n\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &testutil.SyncBuffer{}
 	p, err := New([]string{"10.0.0.9"}, file, slog.New(slog.NewTextHandler(logs, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -184,13 +166,7 @@ func TestFileWatch(t *testing.T) {
 
 	// A bad line: logged with file:line, last good peers kept; then a fix.
 	writeAtomic(t, file, "10.0.0.4\nbad host\n")
-	deadline := time.Now().Add(5 * time.Second)
-	for !strings.Contains(logs.String(), file+`:2: \"bad host\"`) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no error logged:\n%s", logs.String())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	logs.WaitLine(t, 5*time.Second, file+`:2: \"bad host\"`)
 	writeAtomic(t, file, "10.0.0.5\n")
 	// The first update after the bad file must be the fix, never a drop.
 	wait("fix", func(flags, f []string) bool {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/rethinkdb-agent/rethinkdb-agent/internal/rdbsim/driver"
 	"github.com/rethinkdb-agent/rethinkdb-agent/internal/rdbsim/reql/reqltest"
+	"github.com/rethinkdb-agent/rethinkdb-agent/internal/testutil"
 )
 
 func TestMain(m *testing.M) {
@@ -345,7 +346,7 @@ func TestChangefeeds(t *testing.T) {
 		if err := cur.Close(); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, "feed closed after STOP", func() bool { return f.table.Feeds() == 0 })
+		waitFeeds(t, f, 0, "feed closed after STOP")
 	})
 
 	t.Run("include_initial and filter", func(t *testing.T) {
@@ -407,16 +408,13 @@ func TestChangefeeds(t *testing.T) {
 	})
 }
 
-// waitFor polls cond until it holds or 5 s pass.
-func waitFor(t *testing.T, what string, cond func() bool) {
+// waitFeeds waits until the table has n open changefeeds.
+func waitFeeds(t *testing.T, f *fixture, n int, what string) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.Eventually(t, 5*time.Second, func() (bool, string) {
+		got := f.table.Feeds()
+		return got == n, fmt.Sprintf("%s: %d feeds open, want %d", what, got, n)
+	})
 }
 
 // TestBlogQuery runs the seed blog post's collision fix through
@@ -640,9 +638,9 @@ func TestDisconnectEndsFeeds(t *testing.T) {
 		t.Fatalf("feed start = %+v", resp)
 	}
 	rc.send(1, []any{2})
-	waitFor(t, "feed open", func() bool { return f.table.Feeds() == 1 })
+	waitFeeds(t, f, 1, "feed open")
 	rc.c.Close()
-	waitFor(t, "feed closed after disconnect", func() bool { return f.table.Feeds() == 0 })
+	waitFeeds(t, f, 0, "feed closed after disconnect")
 }
 
 // TestServeStops checks that ending ctx stops Serve and closes clients.

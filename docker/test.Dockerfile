@@ -5,6 +5,8 @@
 # Same entrypoint and layout as docker/Dockerfile. There is no init inside:
 # compose runs it with `init: true` (the engine's docker-init, tini).
 FROM scratch
+# The e2e tests prune the dangling images of earlier builds by this label.
+LABEL io.github.rethinkdb-agent.test-image="1"
 COPY rethinkdb-agent rethinkdb /usr/local/bin/
 ENV PATH=/usr/local/bin \
     RETHINKDB_AGENT_DATA_ROOT=/data

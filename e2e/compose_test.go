@@ -85,7 +85,10 @@ func testImage(t *testing.T) string {
 		cmd := exec.Command("docker", "build", "-q", "-f", filepath.Join(root, "docker", "test.Dockerfile"), "-t", imageName, dir)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			imageErr = fmt.Errorf("docker build: %v\n%s", err, out)
+			return
 		}
+		// Each build leaves the previous one dangling: remove those (ours only).
+		_ = exec.Command("docker", "image", "prune", "-f", "--filter", "label=io.github.rethinkdb-agent.test-image").Run()
 	})
 	if imageErr != nil {
 		t.Fatal(imageErr)

@@ -279,6 +279,31 @@ func (e *evaluator) datumArg(ctx context.Context, t *Term, i int, n *env) (any, 
 	return e.asDatum(ctx, v)
 }
 
+// funcOrDatumArg evaluates argument i and requires a function or a datum
+// (filter predicates, merge and update arguments: a literal or a function
+// of the row).
+func (e *evaluator) funcOrDatumArg(ctx context.Context, t *Term, i int, n *env) (any, error) {
+	v, err := e.eval(ctx, t.Args[i], n)
+	if err != nil {
+		return nil, err
+	}
+	return e.asFuncOrDatum(ctx, v)
+}
+
+// argsFrom evaluates the arguments from index first on with get (e.arg,
+// e.datumArg, ...), for terms that take any number of them.
+func (e *evaluator) argsFrom(ctx context.Context, t *Term, first int, n *env, get func(context.Context, *Term, int, *env) (any, error)) ([]any, error) {
+	out := make([]any, 0, max(len(t.Args)-first, 0))
+	for i := first; i < len(t.Args); i++ {
+		v, err := get(ctx, t, i, n)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
 func (e *evaluator) optDatum(ctx context.Context, t *Term, name string, n *env) (any, bool, error) {
 	ot, ok := t.Opts[name]
 	if !ok {

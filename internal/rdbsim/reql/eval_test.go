@@ -243,6 +243,13 @@ func TestEvalErrors(t *testing.T) {
 	}
 }
 
+// changedNames reduces a config change to [old name, new name], with null
+// for a row that is not there (its id is random).
+func changedNames(c r.Term) any {
+	name := func(v r.Term) r.Term { return r.Branch(v.Eq(nil), nil, v.Field("name")) }
+	return []any{name(c.Field("old_val")), name(c.Field("new_val"))}
+}
+
 func TestEvalWrites(t *testing.T) {
 	type step struct {
 		q    r.Term
@@ -317,6 +324,12 @@ func TestEvalWrites(t *testing.T) {
 			{r.DB("app").TableDrop("items").Pluck("tables_dropped"), `{"tables_dropped":1}`},
 			{r.DBDrop("app").Pluck("dbs_dropped", "tables_dropped"), `{"dbs_dropped":1,"tables_dropped":0}`},
 			{r.DBList(), `["rethinkdb","test"]`},
+		}},
+		{"config changes of dbs and tables", []step{
+			{r.DBCreate("app").Field("config_changes").Map(changedNames), `[[null,"app"]]`},
+			{r.DB("app").TableCreate("items").Field("config_changes").Map(changedNames), `[[null,"items"]]`},
+			{r.DB("app").TableDrop("items").Field("config_changes").Map(changedNames), `[["items",null]]`},
+			{r.DBDrop("app").Field("config_changes").Map(changedNames), `[["app",null]]`},
 		}},
 	}
 	for _, tc := range tests {

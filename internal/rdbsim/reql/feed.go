@@ -144,12 +144,8 @@ func (e *evaluator) feedOf(ctx context.Context, t *Term, n *env, initial bool) (
 		if err != nil {
 			return nil, err
 		}
-		pred, err := e.eval(ctx, t.Args[1], n)
+		pred, err := e.funcOrDatumArg(ctx, t, 1, n)
 		if err != nil {
-			inner.s.Close()
-			return nil, err
-		}
-		if pred, err = e.asFuncOrDatum(ctx, pred); err != nil {
 			inner.s.Close()
 			return nil, err
 		}

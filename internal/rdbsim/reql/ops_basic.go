@@ -70,15 +70,7 @@ func init() {
 }
 
 func evalMakeArray(e *evaluator, ctx context.Context, t *Term, n *env) (any, error) {
-	out := make([]any, len(t.Args))
-	for i := range t.Args {
-		v, err := e.datumArg(ctx, t, i, n)
-		if err != nil {
-			return nil, err
-		}
-		out[i] = v
-	}
-	return out, nil
+	return e.datumArgs(ctx, t, n)
 }
 
 func evalMakeObj(e *evaluator, ctx context.Context, t *Term, n *env) (any, error) {
@@ -151,13 +143,9 @@ func evalFuncall(e *evaluator, ctx context.Context, t *Term, n *env) (any, error
 	if err != nil {
 		return nil, err
 	}
-	args := make([]any, 0, len(t.Args)-1)
-	for i := 1; i < len(t.Args); i++ {
-		v, err := e.arg(ctx, t, i, n)
-		if err != nil {
-			return nil, err
-		}
-		args = append(args, v)
+	args, err := e.argsFrom(ctx, t, 1, n, e.arg)
+	if err != nil {
+		return nil, err
 	}
 	return e.call(ctx, fn, args...)
 }
@@ -220,15 +208,7 @@ func evalNot(e *evaluator, ctx context.Context, t *Term, n *env) (any, error) {
 }
 
 func (e *evaluator) datumArgs(ctx context.Context, t *Term, n *env) ([]any, error) {
-	out := make([]any, len(t.Args))
-	for i := range t.Args {
-		v, err := e.datumArg(ctx, t, i, n)
-		if err != nil {
-			return nil, err
-		}
-		out[i] = v
-	}
-	return out, nil
+	return e.argsFrom(ctx, t, 0, n, e.datumArg)
 }
 
 func compareTerm(ok func(int) bool, eq bool) handler {

@@ -444,11 +444,8 @@ func evalFilter(e *evaluator, ctx context.Context, t *Term, n *env) (any, error)
 	if err != nil {
 		return nil, err
 	}
-	pred, err := e.arg(ctx, t, 1, n)
+	pred, err := e.funcOrDatumArg(ctx, t, 1, n)
 	if err != nil {
-		return nil, err
-	}
-	if pred, err = e.asFuncOrDatum(ctx, pred); err != nil {
 		return nil, err
 	}
 	dflt := e.filterDefault(ctx, t, n)
@@ -604,13 +601,9 @@ func fieldsOp(f func(obj map[string]any, sels []any) map[string]any) handler {
 		if err != nil {
 			return nil, err
 		}
-		sels := make([]any, 0, len(t.Args)-1)
-		for i := 1; i < len(t.Args); i++ {
-			s, err := e.datumArg(ctx, t, i, n)
-			if err != nil {
-				return nil, err
-			}
-			sels = append(sels, s)
+		sels, err := e.argsFrom(ctx, t, 1, n, e.datumArg)
+		if err != nil {
+			return nil, err
 		}
 		apply := func(x any) (any, error) {
 			m, ok := x.(map[string]any)
@@ -829,11 +822,8 @@ func evalContains(e *evaluator, ctx context.Context, t *Term, n *env) (any, erro
 		return nil, err
 	}
 	for i := 1; i < len(t.Args); i++ {
-		want, err := e.arg(ctx, t, i, n)
+		want, err := e.funcOrDatumArg(ctx, t, i, n)
 		if err != nil {
-			return nil, err
-		}
-		if want, err = e.asFuncOrDatum(ctx, want); err != nil {
 			return nil, err
 		}
 		found := false
@@ -1072,16 +1062,9 @@ func evalMerge(e *evaluator, ctx context.Context, t *Term, n *env) (any, error) 
 	if err != nil {
 		return nil, err
 	}
-	others := make([]any, 0, len(t.Args)-1)
-	for i := 1; i < len(t.Args); i++ {
-		o, err := e.arg(ctx, t, i, n)
-		if err != nil {
-			return nil, err
-		}
-		if o, err = e.asFuncOrDatum(ctx, o); err != nil {
-			return nil, err
-		}
-		others = append(others, o)
+	others, err := e.argsFrom(ctx, t, 1, n, e.funcOrDatumArg)
+	if err != nil {
+		return nil, err
 	}
 	apply := func(ctx context.Context, x any) (any, error) {
 		acc, ok := x.(map[string]any)

@@ -209,6 +209,24 @@ func (e *evaluator) writeTargets(ctx context.Context, v any) ([]target, error) {
 	return nil, QueryLogic("Expected type SELECTION but found %s.", typeName(v))
 }
 
+// selectionWrite evaluates what update, replace and delete share: the rows
+// of the selection in argument 0, and the return_changes optarg.
+func (e *evaluator) selectionWrite(ctx context.Context, t *Term, n *env) ([]target, changesMode, error) {
+	sel, err := e.arg(ctx, t, 0, n)
+	if err != nil {
+		return nil, changesOff, err
+	}
+	targets, err := e.writeTargets(ctx, sel)
+	if err != nil {
+		return nil, changesOff, err
+	}
+	rc, err := e.returnChanges(ctx, t, n)
+	if err != nil {
+		return nil, changesOff, err
+	}
+	return targets, rc, nil
+}
+
 // modify runs a write over every target. mk computes the new document
 // from the old one; a runtime error from mk counts as that row's error in
 // the summary (as the server reports it) instead of aborting the query.
@@ -265,23 +283,12 @@ func evalUpdate(e *evaluator, ctx context.Context, t *Term, n *env) (any, error)
 	if err := argc(t, 2, 2); err != nil {
 		return nil, err
 	}
-	sel, err := e.arg(ctx, t, 0, n)
+	targets, rc, err := e.selectionWrite(ctx, t, n)
 	if err != nil {
 		return nil, err
 	}
-	targets, err := e.writeTargets(ctx, sel)
+	patchFn, err := e.funcOrDatumArg(ctx, t, 1, n)
 	if err != nil {
-		return nil, err
-	}
-	rc, err := e.returnChanges(ctx, t, n)
-	if err != nil {
-		return nil, err
-	}
-	patchFn, err := e.arg(ctx, t, 1, n)
-	if err != nil {
-		return nil, err
-	}
-	if patchFn, err = e.asFuncOrDatum(ctx, patchFn); err != nil {
 		return nil, err
 	}
 	return e.modify(ctx, targets, rc, func(ctx context.Context, pk string, key, old any) (any, error) {
@@ -315,23 +322,12 @@ func evalReplace(e *evaluator, ctx context.Context, t *Term, n *env) (any, error
 	if err := argc(t, 2, 2); err != nil {
 		return nil, err
 	}
-	sel, err := e.arg(ctx, t, 0, n)
+	targets, rc, err := e.selectionWrite(ctx, t, n)
 	if err != nil {
 		return nil, err
 	}
-	targets, err := e.writeTargets(ctx, sel)
+	fn, err := e.funcOrDatumArg(ctx, t, 1, n)
 	if err != nil {
-		return nil, err
-	}
-	rc, err := e.returnChanges(ctx, t, n)
-	if err != nil {
-		return nil, err
-	}
-	fn, err := e.arg(ctx, t, 1, n)
-	if err != nil {
-		return nil, err
-	}
-	if fn, err = e.asFuncOrDatum(ctx, fn); err != nil {
 		return nil, err
 	}
 	return e.modify(ctx, targets, rc, func(ctx context.Context, pk string, key, old any) (any, error) {
@@ -360,15 +356,7 @@ func evalDelete(e *evaluator, ctx context.Context, t *Term, n *env) (any, error)
 	if err := argc(t, 1, 1); err != nil {
 		return nil, err
 	}
-	sel, err := e.arg(ctx, t, 0, n)
-	if err != nil {
-		return nil, err
-	}
-	targets, err := e.writeTargets(ctx, sel)
-	if err != nil {
-		return nil, err
-	}
-	rc, err := e.returnChanges(ctx, t, n)
+	targets, rc, err := e.selectionWrite(ctx, t, n)
 	if err != nil {
 		return nil, err
 	}
@@ -439,6 +427,12 @@ func (e *evaluator) dbNameArg(ctx context.Context, t *Term, n *env) (string, err
 	return e.stringArg(ctx, t, 0, n)
 }
 
+// configChange is the config_changes of a db or table create or drop: one
+// change from the row before to the row after (nil for none).
+func configChange(before, after any) []any {
+	return []any{map[string]any{"new_val": normalize(after), "old_val": normalize(before)}}
+}
+
 func evalDBCreate(e *evaluator, ctx context.Context, t *Term, n *env) (any, error) {
 	name, err := e.dbNameArg(ctx, t, n)
 	if err != nil {
@@ -449,7 +443,7 @@ func evalDBCreate(e *evaluator, ctx context.Context, t *Term, n *env) (any, erro
 		return nil, err
 	}
 	return map[string]any{
-		"config_changes": []any{map[string]any{"new_val": normalize(row), "old_val": nil}},
+		"config_changes": configChange(nil, row),
 		"dbs_created":    float64(1),
 	}, nil
 }
@@ -464,7 +458,7 @@ func evalDBDrop(e *evaluator, ctx context.Context, t *Term, n *env) (any, error)
 		return nil, err
 	}
 	return map[string]any{
-		"config_changes": []any{map[string]any{"new_val": nil, "old_val": normalize(old)}},
+		"config_changes": configChange(old, nil),
 		"dbs_dropped":    float64(1),
 		"tables_dropped": float64(tables),
 	}, nil
@@ -487,12 +481,18 @@ func evalDBList(e *evaluator, ctx context.Context, t *Term, n *env) (any, error)
 			names = append(names, d.Name)
 		}
 	}
+	return sortedNames(names), nil
+}
+
+// sortedNames is a list of names as the server returns it: sorted, as an
+// array datum.
+func sortedNames(names []string) []any {
 	sort.Strings(names)
 	out := make([]any, len(names))
 	for i, s := range names {
 		out[i] = s
 	}
-	return out, nil
+	return out
 }
 
 // dbArgOrDefault reads the optional leading DB argument of tableCreate,
@@ -539,7 +539,7 @@ func evalTableCreate(e *evaluator, ctx context.Context, t *Term, n *env) (any, e
 		return nil, err
 	}
 	return map[string]any{
-		"config_changes": []any{map[string]any{"new_val": normalize(row), "old_val": nil}},
+		"config_changes": configChange(nil, row),
 		"tables_created": float64(1),
 	}, nil
 }
@@ -558,7 +558,7 @@ func evalTableDrop(e *evaluator, ctx context.Context, t *Term, n *env) (any, err
 		return nil, err
 	}
 	return map[string]any{
-		"config_changes": []any{map[string]any{"new_val": nil, "old_val": normalize(old)}},
+		"config_changes": configChange(old, nil),
 		"tables_dropped": float64(1),
 	}, nil
 }
@@ -572,10 +572,5 @@ func evalTableList(e *evaluator, ctx context.Context, t *Term, n *env) (any, err
 	if err != nil {
 		return nil, err
 	}
-	sort.Strings(names)
-	out := make([]any, len(names))
-	for i, s := range names {
-		out[i] = s
-	}
-	return out, nil
+	return sortedNames(names), nil
 }

@@ -27,16 +27,9 @@ func TestMain(m *testing.M) {
 	}
 	// Race-built fakes would otherwise sleep 1s at exit.
 	os.Setenv("GORACE", strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
-	// harness.Run kills and reports servers a test left running, and
-	// removes the simulator it built.
-	code := harness.Run(m)
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			os.Stderr.WriteString("goleak: " + err.Error() + "\n")
-			code = 1
-		}
-	}
-	os.Exit(code)
+	// harness.Runner kills and reports servers a test left running, and
+	// removes the simulator it built; goleak then checks our goroutines.
+	goleak.VerifyTestMain(harness.Runner(m))
 }
 
 func fakeConfig(t *testing.T, mode string) (Config, *testutil.SyncBuffer) {

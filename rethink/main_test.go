@@ -1,7 +1,6 @@
 package rethink
 
 import (
-	"os"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -9,15 +8,6 @@ import (
 	"github.com/rethinkdb-agent/rethinkdb-agent/e2e/harness"
 )
 
-func TestMain(m *testing.M) {
-	// harness.Run kills and reports servers a test left running, and
-	// removes the simulator it built.
-	code := harness.Run(m)
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			os.Stderr.WriteString("goleak: " + err.Error() + "\n")
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+// harness.Runner kills and reports servers a test left running, and removes
+// the simulator it built; goleak then checks our own goroutines.
+func TestMain(m *testing.M) { goleak.VerifyTestMain(harness.Runner(m)) }

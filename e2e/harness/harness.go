@@ -29,6 +29,8 @@ import (
 	"time"
 
 	r "gopkg.in/rethinkdb/rethinkdb-go.v6"
+
+	"github.com/rethinkdb-agent/rethinkdb-agent/internal/testutil"
 )
 
 // Timeouts for start-up; generous for a loaded 2-core box.
@@ -75,6 +77,14 @@ func Run(m *testing.M) int {
 	}
 	return code
 }
+
+// Runner is m with Run doing harness.Run, for a TestMain that runs the
+// tests through another wrapper: goleak.VerifyTestMain(harness.Runner(m)).
+func Runner(m *testing.M) interface{ Run() int } { return runner{m} }
+
+type runner struct{ m *testing.M }
+
+func (r runner) Run() int { return Run(r.m) }
 
 var (
 	buildOnce sync.Once
@@ -530,19 +540,8 @@ func (n *Node) SessionWithPassword(t testing.TB, password string) *r.Session {
 // last message if it does not within timeout.
 func Eventually(t testing.TB, timeout time.Duration, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		ok, msg := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %v: %s", timeout, msg)
-		}
-		<-tick.C
-	}
+	// Every 50 ms: conditions here usually query a server.
+	testutil.EventuallyEvery(t, timeout, 50*time.Millisecond, cond)
 }
 
 // Consistently checks that cond holds at every poll during d, and fails the

@@ -93,7 +93,16 @@ const PollInterval = 10 * time.Millisecond
 // what was awaited and what was seen instead.
 func Eventually(t testing.TB, timeout time.Duration, cond func() (bool, string)) {
 	t.Helper()
+	EventuallyEvery(t, timeout, PollInterval, cond)
+}
+
+// EventuallyEvery is Eventually asking every interval, for conditions that
+// cost more to ask (a query to a server, say).
+func EventuallyEvery(t testing.TB, timeout, interval time.Duration, cond func() (bool, string)) {
+	t.Helper()
 	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
 	for {
 		ok, msg := cond()
 		if ok {
@@ -103,6 +112,6 @@ func Eventually(t testing.TB, timeout time.Duration, cond func() (bool, string))
 			t.Fatalf("condition not met within %v: %s", timeout, msg)
 			return
 		}
-		time.Sleep(PollInterval)
+		<-tick.C
 	}
 }

@@ -183,13 +183,7 @@ func TestSimMergeThroughProxy(t *testing.T) {
 	}
 
 	p := h.StartProxy(a, b)
-	var v View
-	harness.Eventually(t, 15*time.Second, func() (bool, string) {
-		var err error
-		v, err = ca.View(ctx)
-		if err != nil {
-			return false, err.Error()
-		}
+	v := waitView(ctx, t, ca, 15*time.Second, func(v View) (bool, string) {
 		return len(v.Servers) == 2 && len(v.Issues) == 1, fmt.Sprintf("%+v", v)
 	})
 	if !slices.Contains(v.Proxies, p.ID) {
@@ -219,9 +213,8 @@ func TestSimMergeThroughProxy(t *testing.T) {
 	if changed, err := cb.DropDuplicateDBIfEmpty(ctx, is.IDs[0], "test"); err != nil || !changed {
 		t.Fatalf("drop the first duplicate test: %v %v", changed, err)
 	}
-	harness.Eventually(t, 15*time.Second, func() (bool, string) {
-		v, err := ca.View(ctx)
-		return err == nil && len(v.DBs) == 1, fmt.Sprintf("%+v %v", v.DBs, err)
+	waitView(ctx, t, ca, 15*time.Second, func(v View) (bool, string) {
+		return len(v.DBs) == 1, fmt.Sprintf("%+v", v.DBs)
 	})
 	if changed, err := ca.DropDuplicateDBIfEmpty(ctx, is.IDs[1], "test"); err != nil || changed {
 		t.Fatalf("drop the last test: %v %v, want unchanged", changed, err)
@@ -234,11 +227,7 @@ func TestSimMergeThroughProxy(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	harness.Eventually(t, 10*time.Second, func() (bool, string) {
-		v, err := ca.View(ctx)
-		if err != nil {
-			return false, err.Error()
-		}
+	waitView(ctx, t, ca, 10*time.Second, func(v View) (bool, string) {
 		return len(v.Issues) == 0, fmt.Sprintf("%+v", v.Issues)
 	})
 
@@ -313,13 +302,7 @@ func TestSimServerNameCollision(t *testing.T) {
 	ca := dialSim(t, a)
 	ctx := testCtx(t)
 	h.StartProxy(a, b)
-	var v View
-	harness.Eventually(t, 15*time.Second, func() (bool, string) {
-		var err error
-		v, err = ca.View(ctx)
-		if err != nil {
-			return false, err.Error()
-		}
+	v := waitView(ctx, t, ca, 15*time.Second, func(v View) (bool, string) {
 		for _, is := range v.Issues {
 			if is.Type == IssueServerNameCollision {
 				return true, ""
@@ -339,11 +322,7 @@ func TestSimServerNameCollision(t *testing.T) {
 	if changed, err := ca.RenameServer(ctx, b.ID, "server_1", "server_1b"); err != nil || !changed {
 		t.Fatalf("RenameServer: %v %v", changed, err)
 	}
-	harness.Eventually(t, 10*time.Second, func() (bool, string) {
-		v, err := ca.View(ctx)
-		if err != nil {
-			return false, err.Error()
-		}
+	waitView(ctx, t, ca, 10*time.Second, func(v View) (bool, string) {
 		s, ok := v.Server(b.ID)
 		for _, is := range v.Issues {
 			if is.Type == IssueServerNameCollision {

@@ -33,3 +33,18 @@ func dialSim(t *testing.T, n *harness.Node) *Client {
 	t.Cleanup(func() { c.Close() })
 	return c
 }
+
+// waitView polls c's View until cond holds for it, and returns that View.
+// The test fails at the timeout with cond's message, or the View error.
+func waitView(ctx context.Context, t *testing.T, c *Client, timeout time.Duration, cond func(View) (bool, string)) View {
+	t.Helper()
+	var v View
+	harness.Eventually(t, timeout, func() (bool, string) {
+		var err error
+		if v, err = c.View(ctx); err != nil {
+			return false, err.Error()
+		}
+		return cond(v)
+	})
+	return v
+}

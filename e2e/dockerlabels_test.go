@@ -1,7 +1,7 @@
 package e2e
 
 // Agents that find each other through Docker labels with no configuration
-// beyond --discovery docker: each container runs the test image (the agent
+// beyond --discovery docker (and likewise through DNS and mDNS): each container runs the test image (the agent
 // and rethinkdb-sim as `rethinkdb`, FROM scratch, built here) with the
 // labels compose gives its containers, and reads the Engine through the
 // socket mounted read-only. Identifiers here start with dl, to stay clear of
@@ -68,7 +68,7 @@ func dlImage(t *testing.T, tag string) {
 // socket mounted read-only, the compose selector found from the agent's own
 // container), and through Docker's embedded DNS (--discovery dns on the
 // name every replica carries as a network alias, as compose does for a
-// service).
+// service), and through mDNS over the network's real multicast.
 func TestDockerLabelsAgentsMerge(t *testing.T) {
 	if testing.Short() {
 		t.Skip("!!! SKIPPED: needs a Docker Engine (-short)")
@@ -94,6 +94,9 @@ func TestDockerLabelsAgentsMerge(t *testing.T) {
 	}{
 		{"labels", []string{"-v", sock + ":/var/run/docker.sock:ro", "-e", "RETHINKDB_AGENT_DISCOVERY=docker"}},
 		{"dns", []string{"-e", "RETHINKDB_AGENT_DISCOVERY=dns"}}, // and DNS_NAME=<service>
+		// Multicast reaches every container of the network, the other
+		// service's too: the cluster fence (CLUSTER=<service>) keeps it out.
+		{"mdns", []string{"-e", "RETHINKDB_AGENT_DISCOVERY=mdns"}},
 	} {
 		t.Run(mode.name, func(t *testing.T) {
 			project := run + mode.name
@@ -115,6 +118,9 @@ func TestDockerLabelsAgentsMerge(t *testing.T) {
 					"--label", "com.docker.compose.service=" + svc,
 					"--label", fmt.Sprintf("com.docker.compose.container-number=%d", n),
 					"-e", "RETHINKDB_AGENT_LOG_LEVEL=debug", "-e", "RETHINKDB_AGENT_DNS_NAME=" + svc}
+				if mode.name == "mdns" {
+					args = append(args, "-e", "RETHINKDB_AGENT_CLUSTER="+svc)
+				}
 				args = append(append(args, mode.args...), image)
 				dlMust(t, args...)
 				return name

@@ -237,24 +237,25 @@ func (a *Agent) reconcile(ctx context.Context) {
 	a.setPeerStatus(pvs)
 	a.track(now, pvs)
 
-	if targets, wait := a.decide(now, v, pvs); len(targets) > 0 {
-		if wait > 0 {
+	targets, wait := a.decide(now, v, pvs)
+	if len(targets) == 0 || wait > 0 {
+		if len(targets) > 0 {
 			a.log.Debug("split seen; waiting for the chooser", "wait", wait.Round(time.Millisecond))
-			return
 		}
-		if err := a.bridge(ctx, v, targets); err != nil {
-			a.failures++
-			delay := min(a.cfg.MaxBackoff, a.cfg.Interval<<min(a.failures, 10))
-			a.nextBridge = a.cfg.Now().Add(delay)
-			a.log.Error("bridge failed; will retry", "err", err, "attempt", a.failures, "retry_in", delay)
-			a.record(Record{Time: a.cfg.Now(), Kind: KindBridgeFailed, Reason: err.Error()})
-		} else {
-			a.failures = 0
-			a.nextBridge = time.Time{}
-		}
+		// Collisions already in the cluster need not wait for the split.
+		a.resolveStanding(ctx, v, now)
 		return
 	}
-	a.resolveStanding(ctx, v, now)
+	if err := a.bridge(ctx, v, targets); err != nil {
+		a.failures++
+		delay := min(a.cfg.MaxBackoff, a.cfg.Interval<<min(a.failures, 10))
+		a.nextBridge = a.cfg.Now().Add(delay)
+		a.log.Error("bridge failed; will retry", "err", err, "attempt", a.failures, "retry_in", delay)
+		a.record(Record{Time: a.cfg.Now(), Kind: KindBridgeFailed, Reason: err.Error()})
+		return
+	}
+	a.failures = 0
+	a.nextBridge = time.Time{}
 }
 
 // announce tells OnSelf about the local server when it changed.

@@ -88,7 +88,7 @@ func (o *Origin) sideSize(local bool, total int) int {
 // keeps racing agents from making different choices. PolicyReport plans as
 // PolicySafe; the caller does not apply it.
 func Plan(policy Policy, v rethink.View, origin *Origin) []Action {
-	p := planner{policy: policy, v: v, origin: origin,
+	p := planner{policy: policy, v: v, origin: origin, byDB: map[string][]rethink.Table{},
 		dbNames: map[string]bool{}, serverNames: map[string]bool{}, tableNames: map[string]bool{}}
 	for _, d := range v.DBs {
 		p.dbNames[d.Name] = true
@@ -98,6 +98,7 @@ func Plan(policy Policy, v rethink.View, origin *Origin) []Action {
 	}
 	for _, t := range v.Tables {
 		p.tableNames[t.DBID+"."+t.Name] = true
+		p.byDB[t.DBID] = append(p.byDB[t.DBID], t)
 	}
 	issues := slices.Clone(v.Issues)
 	slices.SortFunc(issues, func(a, b rethink.Issue) int {
@@ -124,7 +125,8 @@ type planner struct {
 	policy      Policy
 	v           rethink.View
 	origin      *Origin
-	dbNames     map[string]bool // names in use, including the ones planned
+	byDB        map[string][]rethink.Table // the view's tables by database id
+	dbNames     map[string]bool            // names in use, including the ones planned
 	serverNames map[string]bool
 	tableNames  map[string]bool // dbID + "." + name
 }
@@ -144,15 +146,7 @@ func newName(name, id string, taken map[string]bool, server bool) string {
 	return cand
 }
 
-func (p *planner) tablesOf(dbID string) []rethink.Table {
-	var ts []rethink.Table
-	for _, t := range p.v.Tables {
-		if t.DBID == dbID {
-			ts = append(ts, t)
-		}
-	}
-	return ts
-}
+func (p *planner) tablesOf(dbID string) []rethink.Table { return p.byDB[dbID] }
 
 // dbRank orders databases so that the one that keeps the name comes first:
 // the larger side, then the one with more tables, then the smaller uuid (the

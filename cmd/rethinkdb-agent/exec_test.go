@@ -1,9 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -14,7 +14,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -24,6 +23,7 @@ import (
 
 	"github.com/rethinkdb-agent/rethinkdb-agent/discovery"
 	"github.com/rethinkdb-agent/rethinkdb-agent/discovery/static"
+	"github.com/rethinkdb-agent/rethinkdb-agent/internal/testutil"
 )
 
 // TestMain doubles as a fake rethinkdb: with FAKE_RETHINKDB=<dir> the test
@@ -371,24 +371,6 @@ func TestReachablePeers(t *testing.T) {
 	}
 }
 
-// syncBuffer is a bytes.Buffer safe for concurrent writers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // freePort returns a TCP port nobody listens on (for the agent's --node).
 func freePort(t *testing.T) int {
 	t.Helper()
@@ -402,16 +384,13 @@ func freePort(t *testing.T) int {
 
 func waitFile(t *testing.T, path string) string {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if data, err := os.ReadFile(path); err == nil {
-			return string(data)
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s never appeared", path)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	var data []byte
+	testutil.Eventually(t, 10*time.Second, func() (bool, string) {
+		var err error
+		data, err = os.ReadFile(path)
+		return err == nil, fmt.Sprintf("%s never appeared: %v", path, err)
+	})
+	return string(data)
 }
 
 // TestExecRun runs the test binary as a fake rethinkdb: the flags exec adds,
@@ -425,7 +404,7 @@ func TestExecRun(t *testing.T) {
 	t.Setenv(envPrefix+"PASSWORD", "")
 	driver := freePort(t)
 	sigs := make(chan os.Signal, 1)
-	var stderr syncBuffer // exec's and the agent loop's loggers write at once
+	var stderr testutil.SyncBuffer // exec's and the agent loop's loggers write at once
 	done := make(chan int, 1)
 	go func() {
 		code, err := execRun(context.Background(), []string{"--data-root", filepath.Join(dir, "data"), "--password-file", pwFile,

@@ -278,8 +278,19 @@ func decodeServerStatus(i int, row map[string]any) (Server, error) {
 		}
 		s.CanonicalAddresses = append(s.CanonicalAddresses, addr)
 	}
-	for k := range r.object("network.connected_to") {
-		s.ConnectedTo = append(s.ConnectedTo, k)
+	// connected_to maps every server the cluster knows of to whether this
+	// one is connected to it (server_status.cc: is_connected). A false entry
+	// is a server it has not connected to yet, e.g. while a proxy is still
+	// meshing the merged cluster: it must not count as connected.
+	for k, c := range r.object("network.connected_to") {
+		connected, ok := c.(bool)
+		if !ok {
+			r.fail("network.connected_to."+k, "bool", c)
+			break
+		}
+		if connected {
+			s.ConnectedTo = append(s.ConnectedTo, k)
+		}
 	}
 	sort.Strings(s.ConnectedTo)
 	if r.err != nil {

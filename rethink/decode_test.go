@@ -321,3 +321,41 @@ func TestDecodeNeverPanics(t *testing.T) {
 		})
 	}
 }
+
+// A real 2.4.4 lists in connected_to every server the cluster knows of, with
+// false for those this server is not connected to (server_status.cc,
+// is_connected): while a proxy meshes a merged cluster a row can read
+// {"server_2": true, "server_3": false}. Only the true ones are connections.
+func TestDecodeConnectedToFalse(t *testing.T) {
+	tests := []struct {
+		name string
+		conn map[string]any
+		want []string
+		err  string
+	}{
+		{"all true", map[string]any{"server_2": true, "server_3": true}, []string{"server_2", "server_3"}, ""},
+		{"one false", map[string]any{"server_2": true, "server_3": false}, []string{"server_2"}, ""},
+		{"proxy false", map[string]any{"proxy-66d2e99c-0015-408e-8b4c-df0eef81f64e": false, "server_2": true}, []string{"server_2"}, ""},
+		{"all false", map[string]any{"server_2": false}, nil, ""},
+		{"not a bool", map[string]any{"server_2": "yes"}, nil, `"network.connected_to.server_2": got string, want bool`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			m := loadRows(t, "03_after_proxy_via_server_1_server_status.json")[0]
+			m["network"].(map[string]any)["connected_to"] = tc.conn
+			s, err := DecodeServers([]map[string]any{m}, nil)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("err = %v, want %s", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(s[0].ConnectedTo, tc.want) {
+				t.Errorf("ConnectedTo = %v, want %v", s[0].ConnectedTo, tc.want)
+			}
+		})
+	}
+}

@@ -17,9 +17,11 @@ type Server struct {
 	CanonicalAddresses []Addr
 	ClusterPort        int
 	DriverPort         int // network.reql_port
-	// ConnectedTo holds the keys of network.connected_to, sorted: server
-	// names, "proxy-<uuid>" for proxies and "<name>__conflict__<uuid>" for a
-	// server whose name collides.
+	// ConnectedTo holds the keys of network.connected_to whose value is
+	// true, sorted: server names, "proxy-<uuid>" for proxies and
+	// "<name>__conflict__<uuid>" for a server whose name collides. Keys with
+	// false (known to the cluster, not connected to this server) are left
+	// out.
 	ConnectedTo []string
 	TimeStarted time.Time
 }

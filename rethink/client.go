@@ -158,7 +158,7 @@ func (c *Client) serverID(ctx context.Context) (string, error) {
 	// ServerResponse has no proxy field). Server names are [A-Za-z0-9_]
 	// only, so a "proxy-" name cannot be a server's either.
 	if res.resp.Name == "" || strings.HasPrefix(res.resp.Name, "proxy-") {
-		return "", fmt.Errorf("%s (proxy-%s): %w", c.opts.Address, res.resp.ID, ErrProxy)
+		return "", fmt.Errorf("%s (%s): %w", c.opts.Address, proxyKey(res.resp.ID), ErrProxy)
 	}
 	return res.resp.ID, nil
 }
@@ -217,8 +217,8 @@ func (c *Client) View(ctx context.Context) (View, error) {
 	}
 	v, err := BuildView(id, rows)
 	if err != nil && errors.Is(err, errSelfMissing) {
-		if servers, derr := DecodeServers(rows.ServerStatus, nil); derr == nil && slices.Contains(proxies(servers), "proxy-"+id) {
-			return View{}, fmt.Errorf("%s (proxy-%s): %w", c.opts.Address, id, ErrProxy)
+		if servers, derr := DecodeServers(rows.ServerStatus, nil); derr == nil && slices.Contains(proxies(servers), proxyKey(id)) {
+			return View{}, fmt.Errorf("%s (%s): %w", c.opts.Address, proxyKey(id), ErrProxy)
 		}
 	}
 	return v, err
@@ -229,9 +229,20 @@ func (c *Client) View(ctx context.Context) (View, error) {
 func (c *Client) notInStatus(ctx context.Context, id string) error {
 	rows, err := c.readAll(ctx, "server_status", sys("server_status"))
 	if err == nil {
-		if servers, err := DecodeServers(rows, nil); err == nil && slices.Contains(proxies(servers), "proxy-"+id) {
-			return fmt.Errorf("%s (proxy-%s): %w", c.opts.Address, id, ErrProxy)
+		if servers, err := DecodeServers(rows, nil); err == nil && slices.Contains(proxies(servers), proxyKey(id)) {
+			return fmt.Errorf("%s (%s): %w", c.opts.Address, proxyKey(id), ErrProxy)
 		}
 	}
 	return fmt.Errorf("rethinkdb.server_status at %s has no row for the connected server %s: %w", c.opts.Address, id, errSelfMissing)
+}
+
+// proxyKey is the "proxy-<uuid>" key a proxy has in connected_to. A real
+// 2.4.4 proxy already answers SERVER_INFO with that form as its id
+// (server_id_t::print in src/rpc/connectivity/server_id.cc); a bare uuid
+// gets the prefix.
+func proxyKey(id string) string {
+	if strings.HasPrefix(id, "proxy-") {
+		return id
+	}
+	return "proxy-" + id
 }

@@ -80,3 +80,16 @@ func TestDialEmptyAddress(t *testing.T) {
 		t.Fatal("no error")
 	}
 }
+
+func TestProxyKey(t *testing.T) {
+	tests := []struct{ id, want string }{
+		// A real 2.4.4 proxy's SERVER_INFO id (transcripts: "Proxy ready, proxy-66d2…").
+		{"proxy-66d2e99c-0015-408e-8b4c-df0eef81f64e", "proxy-66d2e99c-0015-408e-8b4c-df0eef81f64e"},
+		{"66d2e99c-0015-408e-8b4c-df0eef81f64e", "proxy-66d2e99c-0015-408e-8b4c-df0eef81f64e"},
+	}
+	for _, tc := range tests {
+		if got := proxyKey(tc.id); got != tc.want {
+			t.Errorf("proxyKey(%q) = %q, want %q", tc.id, got, tc.want)
+		}
+	}
+}

@@ -24,6 +24,9 @@ const fakeEnv = "FAKEPROXY"
 
 const fakeID = "proxy-66d2e99c-0015-408e-8b4c-df0eef81f64e"
 
+// fakePassword is what the fake "generates" for --initial-password auto.
+const fakePassword = "6f1c2a3e-5b4d-4e6f-8a9b-0c1d2e3f4a5b"
+
 func fakeMain(mode string) {
 	if mode == "helper" {
 		signal.Ignore(syscall.SIGTERM)
@@ -49,6 +52,11 @@ func fakeMain(mode string) {
 		os.Exit(2)
 	}
 
+	// What parse_initial_password_option prints (printf, stdout) for
+	// `--initial-password auto`, before anything else.
+	if i := slices.Index(args, "--initial-password"); i >= 0 && i+1 < len(args) && args[i+1] == "auto" {
+		fmt.Println("Generated random admin password: " + fakePassword)
+	}
 	fmt.Println("Listening for intracluster connections on port 40747")
 	if mode == "exit" {
 		fmt.Fprintln(os.Stderr, "Error: boom, cannot join")

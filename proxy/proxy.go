@@ -296,7 +296,7 @@ func (p *Proxy) readOutput(r io.ReadCloser, done chan<- struct{}) {
 	sc.Buffer(make([]byte, 64*1024), 1024*1024)
 	isReady := false
 	for sc.Scan() {
-		line := strings.TrimRight(sc.Text(), "\r")
+		line := redactPassword(strings.TrimRight(sc.Text(), "\r"))
 		p.log.Debug("proxy output", "line", line)
 		p.tailMu.Lock()
 		p.tail = append(p.tail, line)
@@ -324,6 +324,19 @@ func (p *Proxy) readOutput(r io.ReadCloser, done chan<- struct{}) {
 	// Drain anything after a scanner error so the child never blocks on a
 	// full pipe.
 	_, _ = io.Copy(io.Discard, r)
+}
+
+// generatedPassword starts the line rethinkdb prints for
+// `--initial-password auto` (parse_initial_password_option in
+// src/clustering/administration/main/command_line.cc). The proxy's random
+// admin password must not reach the agent's logs or errors.
+const generatedPassword = "Generated random admin password: "
+
+func redactPassword(line string) string {
+	if i := strings.Index(line, generatedPassword); i >= 0 {
+		return line[:i+len(generatedPassword)] + "REDACTED"
+	}
+	return line
 }
 
 func (p *Proxy) tailString() string {

@@ -336,3 +336,31 @@ func TestSweepStaleWorkDirs(t *testing.T) {
 		t.Errorf("release: %v, exists %v", err, exists(live))
 	}
 }
+
+// With --initial-password auto a real proxy prints the random password it
+// generated; neither the debug log nor an error may carry it.
+func TestGeneratedPasswordRedacted(t *testing.T) {
+	for _, mode := range []string{"ready", "exit"} {
+		t.Run(mode, func(t *testing.T) {
+			cfg, logs := fakeConfig(t, mode)
+			cfg.InitialPasswordAuto = true
+			p, err := Start(context.Background(), cfg)
+			if err == nil {
+				if err := p.Stop(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+				waitGone(t, p)
+			}
+			out := logs.String()
+			if err != nil {
+				out += err.Error()
+			}
+			if strings.Contains(out, fakePassword) {
+				t.Errorf("the generated password leaked:\n%s", out)
+			}
+			if !strings.Contains(out, "Generated random admin password: REDACTED") {
+				t.Errorf("want the redacted line in the output:\n%s", out)
+			}
+		})
+	}
+}

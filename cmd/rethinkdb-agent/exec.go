@@ -33,6 +33,9 @@ Runs rethinkdb as a child (the container's entrypoint) and the agent loop of
 'rethinkdb-agent run' beside it. SIGTERM and SIGINT are forwarded to
 rethinkdb, and rethinkdb's exit code becomes this command's exit code.
 
+'rethinkdb serve ARGS' runs as 'rethinkdb ARGS': serve accepts no
+--server-name and never creates its data directory.
+
 Before starting rethinkdb it adds to ARGS, unless ARGS already say:
   --join IP:PORT      for every discovered peer whose cluster port answers
                       (one short discovery round; none: the node starts alone
@@ -623,6 +626,15 @@ func execRun(ctx context.Context, args []string, sigs <-chan os.Signal, stderr i
 	}
 
 	argv := slices.Clone(child[1:])
+	if len(argv) > 0 && argv[0] == "serve" {
+		// `rethinkdb serve` knows no --server-name or --server-tag (its
+		// options have no server section: get_rethinkdb_serve_options in
+		// command_line.cc) and never creates its data directory. The
+		// default form takes every serve option plus those, creates a
+		// missing directory and serves an existing one as serve does.
+		argv = argv[1:]
+		log.Info("running 'rethinkdb ARGS' instead of 'rethinkdb serve ARGS': serve accepts no --server-name and never creates its data directory")
+	}
 	name := argValue(argv, "--server-name", "-n")
 	if name == "" {
 		name = opts.serverName

@@ -507,3 +507,21 @@ func TestExecRunSignalBeforeStart(t *testing.T) {
 		t.Fatal("rethinkdb was started")
 	}
 }
+
+// A real 2.4.4 refuses `rethinkdb serve --server-name …` ("Unrecognized
+// option --server-name", transcripts/commands.log line 2): exec runs the
+// default form instead, which takes the same options plus the server ones.
+func TestExecRunServeBecomesDefaultForm(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("FAKE_RETHINKDB", dir)
+	t.Setenv("FAKE_RETHINKDB_EXIT_AT_ONCE", "1")
+	code, err := execRun(context.Background(), []string{"--initial-join-wait", "0s", "--data-root", filepath.Join(dir, "data"),
+		"--", os.Args[0], "serve", "--driver-port", strconv.Itoa(freePort(t))}, make(chan os.Signal), io.Discard)
+	if err != nil || code != 7 {
+		t.Fatalf("code %d, err %v; want 7", code, err)
+	}
+	argv := strings.Split(waitFile(t, filepath.Join(dir, "argv")), "\n")
+	if slices.Contains(argv, "serve") || argValue(argv, "--server-name") == "" || argValue(argv, "--directory") == "" {
+		t.Fatalf("argv %q: want no 'serve', and --server-name and --directory added", argv)
+	}
+}

@@ -36,7 +36,8 @@ rethinkdb, and rethinkdb's exit code becomes this command's exit code.
 'rethinkdb serve ARGS' runs as 'rethinkdb ARGS': serve accepts no
 --server-name and never creates its data directory.
 
-Before starting rethinkdb it adds to ARGS, unless ARGS already say:
+Before starting rethinkdb it adds to ARGS, unless ARGS or the file of their
+--config-file already say:
   --join IP:PORT      for every discovered peer whose cluster port answers
                       (one short discovery round; none: the node starts alone
                       and the agent bridges it later)
@@ -140,16 +141,22 @@ type rdbArgs struct {
 	driverPort  int
 	clusterPort int
 	binds       []string
-	has         map[string]bool // canonical long option names present
+	serverName  string          // --server-name, from ARGS or the config file
+	has         map[string]bool // canonical long option names present, in ARGS or the config file
 }
 
 var rdbAliases = map[string]string{
 	"-d": "--directory", "-n": "--server-name", "-j": "--join", "-o": "--port-offset", "-t": "--server-tag",
 }
 
-func parseRethinkArgs(args []string) (*rdbArgs, error) {
+// parseRethinkArgs reads rethinkdb's command line and, under it, the options
+// of its config file (conf, as readRethinkConfig returns them). As rethinkdb
+// does (options::merge in options.cc), an option given on the command line
+// replaces the config file's values of that option entirely.
+func parseRethinkArgs(args []string, conf map[string][]string) (*rdbArgs, error) {
 	r := &rdbArgs{args: args, has: map[string]bool{}}
 	vals := map[string]string{}
+	var bindDriver, bindAll []string
 	for i, a := range args {
 		if i == 0 && !strings.HasPrefix(a, "-") {
 			switch a {
@@ -172,15 +179,33 @@ func parseRethinkArgs(args []string) (*rdbArgs, error) {
 		r.has[name] = true
 		if i+1 < len(args) && !strings.HasPrefix(args[i+1], "-") {
 			switch name {
-			case "--bind", "--bind-cluster", "--bind-driver":
-				if name != "--bind-cluster" {
-					r.binds = append(r.binds, args[i+1])
-				}
+			case "--bind":
+				bindAll = append(bindAll, args[i+1])
+			case "--bind-driver":
+				bindDriver = append(bindDriver, args[i+1])
+			case "--bind-cluster":
 			default:
 				vals[name] = args[i+1]
 			}
 		}
 	}
+	for k, vs := range conf {
+		name := "--" + k
+		if r.has[name] || len(vs) == 0 {
+			continue // the command line wins
+		}
+		r.has[name] = true
+		switch name {
+		case "--bind":
+			bindAll = vs
+		case "--bind-driver":
+			bindDriver = vs
+		default:
+			vals[name] = vs[len(vs)-1]
+		}
+	}
+	r.binds = slices.Concat(bindDriver, bindAll)
+	r.serverName = vals["--server-name"]
 	num := func(name string, def int) (int, error) {
 		v, ok := vals[name]
 		if !ok {
@@ -473,6 +498,38 @@ func probePeers(ctx context.Context, peers []discovery.Peer, self []netip.Addr,
 	return out
 }
 
+// readRethinkConfig reads a rethinkdb config file the way rethinkdb 2.4.4
+// does (options::parse_config_file in
+// src/clustering/administration/main/options.cc): '#' starts a comment
+// anywhere, trailing blanks go, a line is "name", "name=value" or
+// "name = value", and a repeated name adds a value. It returns the values by
+// name (without "--"); rethinkdb itself reports malformed lines.
+func readRethinkConfig(path string) (map[string][]string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("rethinkdb --config-file: %w", err)
+	}
+	out := map[string][]string{}
+	for _, line := range strings.Split(string(data), "\n") {
+		line, _, _ = strings.Cut(line, "#")
+		line = strings.TrimSpace(line)
+		if line == "" {
+			continue
+		}
+		end := strings.IndexFunc(line, func(c rune) bool { return c == '=' || c == ' ' || c == '\t' || c == '\v' || c == '\f' || c == '\r' })
+		if end < 0 {
+			out[line] = append(out[line], "")
+			continue
+		}
+		name, rest := line[:end], strings.TrimSpace(line[end:])
+		if name == "" || !strings.HasPrefix(rest, "=") {
+			continue
+		}
+		out[name] = append(out[name], strings.TrimSpace(rest[1:]))
+	}
+	return out, nil
+}
+
 // writePasswordConfig writes a 0600 config file holding initial-password
 // (after the lines of the user's own config file, if any).
 func writePasswordConfig(dir, userConfig, password string) (string, error) {
@@ -568,7 +625,13 @@ func execRun(ctx context.Context, args []string, sigs <-chan os.Signal, stderr i
 	if err != nil {
 		return 2, err
 	}
-	rdb, err := parseRethinkArgs(child[1:])
+	var conf map[string][]string
+	if cf := argValue(child[1:], "--config-file"); cf != "" {
+		if conf, err = readRethinkConfig(cf); err != nil {
+			return 2, err
+		}
+	}
+	rdb, err := parseRethinkArgs(child[1:], conf)
 	if err != nil {
 		return 2, err
 	}
@@ -635,7 +698,7 @@ func execRun(ctx context.Context, args []string, sigs <-chan os.Signal, stderr i
 		argv = argv[1:]
 		log.Info("running 'rethinkdb ARGS' instead of 'rethinkdb serve ARGS': serve accepts no --server-name and never creates its data directory")
 	}
-	name := argValue(argv, "--server-name", "-n")
+	name := rdb.serverName
 	if name == "" {
 		name = opts.serverName
 		if name == "" {

@@ -142,23 +142,29 @@ func TestParseRethinkArgs(t *testing.T) {
 		has         []string
 		wantErr     string
 		proxyWanted bool
+		conf        map[string][]string
 	}{
-		{"defaults", nil, 28015, 29015, "127.0.0.1", nil, "", false},
+		{"defaults", nil, 28015, 29015, "127.0.0.1", nil, "", false, nil},
 		{"serve and ports", []string{"serve", "--driver-port", "7000", "--cluster-port", "7001", "-d", "/x"}, 7000, 7001, "127.0.0.1",
-			[]string{"--driver-port", "--directory"}, "", false},
-		{"offset applies to defaults and explicit ports", []string{"-o", "2", "--driver-port", "100"}, 102, 29017, "127.0.0.1", nil, "", false},
-		{"bind all", []string{"--bind", "all"}, 28015, 29015, "127.0.0.1", nil, "", false},
-		{"bind one address", []string{"--bind", "10.0.0.5"}, 28015, 29015, "10.0.0.5", nil, "", false},
-		{"bind driver loopback too", []string{"--bind-driver", "10.0.0.5", "--bind", "127.0.0.1"}, 28015, 29015, "127.0.0.1", nil, "", false},
-		{"aliases", []string{"-n", "x", "-j", "a:1"}, 28015, 29015, "127.0.0.1", []string{"--server-name", "--join"}, "", false},
-		{"proxy", []string{"proxy", "--join", "a:1"}, 28015, 29015, "127.0.0.1", nil, "", true},
-		{"bad port", []string{"--driver-port", "x"}, 0, 0, "", nil, "--driver-port \"x\"", false},
-		{"free driver port", []string{"--driver-port", "0"}, 0, 0, "", nil, "fixed driver port", false},
-		{"other command", []string{"export"}, 0, 0, "", nil, "rethinkdb export", false},
+			[]string{"--driver-port", "--directory"}, "", false, nil},
+		{"offset applies to defaults and explicit ports", []string{"-o", "2", "--driver-port", "100"}, 102, 29017, "127.0.0.1", nil, "", false, nil},
+		{"bind all", []string{"--bind", "all"}, 28015, 29015, "127.0.0.1", nil, "", false, nil},
+		{"bind one address", []string{"--bind", "10.0.0.5"}, 28015, 29015, "10.0.0.5", nil, "", false, nil},
+		{"bind driver loopback too", []string{"--bind-driver", "10.0.0.5", "--bind", "127.0.0.1"}, 28015, 29015, "127.0.0.1", nil, "", false, nil},
+		{"aliases", []string{"-n", "x", "-j", "a:1"}, 28015, 29015, "127.0.0.1", []string{"--server-name", "--join"}, "", false, nil},
+		{"proxy", []string{"proxy", "--join", "a:1"}, 28015, 29015, "127.0.0.1", nil, "", true, nil},
+		{"bad port", []string{"--driver-port", "x"}, 0, 0, "", nil, "--driver-port \"x\"", false, nil},
+		{"free driver port", []string{"--driver-port", "0"}, 0, 0, "", nil, "fixed driver port", false, nil},
+		{"other command", []string{"export"}, 0, 0, "", nil, "rethinkdb export", false, nil},
+		{"config file ports, names, joins", nil, 7002, 7003, "10.0.0.9", []string{"--server-name", "--join", "--directory"}, "", false,
+			map[string][]string{"driver-port": {"7000"}, "cluster-port": {"7001"}, "port-offset": {"2"}, "bind": {"10.0.0.9"},
+				"server-name": {"conf_name"}, "join": {"10.0.0.1:29015", "10.0.0.2:29015"}, "directory": {"/data/x"}}},
+		{"command line beats config file", []string{"--driver-port", "8000", "--bind", "all"}, 8000, 29015, "127.0.0.1", nil, "", false,
+			map[string][]string{"driver-port": {"7000"}, "bind": {"10.0.0.9"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r, err := parseRethinkArgs(tt.args)
+			r, err := parseRethinkArgs(tt.args, tt.conf)
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("err = %v, want %q", err, tt.wantErr)
@@ -523,5 +529,58 @@ func TestExecRunServeBecomesDefaultForm(t *testing.T) {
 	argv := strings.Split(waitFile(t, filepath.Join(dir, "argv")), "\n")
 	if slices.Contains(argv, "serve") || argValue(argv, "--server-name") == "" || argValue(argv, "--directory") == "" {
 		t.Fatalf("argv %q: want no 'serve', and --server-name and --directory added", argv)
+	}
+}
+
+// readRethinkConfig follows options::parse_config_file (options.cc): '#'
+// anywhere starts a comment, blanks around the name and '=' go, repeats add.
+func TestReadRethinkConfig(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "rethinkdb.conf")
+	_ = os.WriteFile(path, []byte("# a comment\n  server-name = from_conf  # trailing\njoin=10.0.0.1:29015\njoin=10.0.0.2:29015\n"+
+		"no-http-admin\n\nbind\t=all\n#directory=/nope\n"), 0o600)
+	got, err := readRethinkConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]string{"server-name": {"from_conf"}, "join": {"10.0.0.1:29015", "10.0.0.2:29015"},
+		"no-http-admin": {""}, "bind": {"all"}}
+	if len(got) != len(want) {
+		t.Errorf("got %q, want %q", got, want)
+	}
+	for k, v := range want {
+		if !slices.Equal(got[k], v) {
+			t.Errorf("%s = %q, want %q", k, got[k], v)
+		}
+	}
+	if _, err := readRethinkConfig(filepath.Join(t.TempDir(), "missing")); err == nil || !strings.Contains(err.Error(), "--config-file") {
+		t.Errorf("missing file: err = %v", err)
+	}
+}
+
+// Options in the user's config file count: rethinkdb lets a command-line
+// option replace the file's values (options::merge), so exec adding
+// --server-name, --directory or --join would override the user's file.
+func TestExecRunHonoursConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	driver := freePort(t)
+	conf := filepath.Join(dir, "rethinkdb.conf")
+	_ = os.WriteFile(conf, []byte(fmt.Sprintf("server-name=conf_name\ndirectory=%s\njoin=10.9.9.9:29015\ndriver-port=%d\n",
+		filepath.Join(dir, "own"), driver)), 0o600)
+	t.Setenv("FAKE_RETHINKDB", dir)
+	t.Setenv("FAKE_RETHINKDB_EXIT_AT_ONCE", "1")
+	var stderr testutil.SyncBuffer
+	code, err := execRun(context.Background(), []string{"--initial-join-wait", "5s", "--data-root", filepath.Join(dir, "data"),
+		"--peer", "127.0.0.1:1", "--", os.Args[0], "--config-file", conf}, make(chan os.Signal), &stderr)
+	if err != nil || code != 7 {
+		t.Fatalf("code %d, err %v; want 7", code, err)
+	}
+	argv := strings.Split(waitFile(t, filepath.Join(dir, "argv")), "\n")
+	for _, f := range []string{"--server-name", "--directory", "--join"} {
+		if slices.Contains(argv, f) {
+			t.Errorf("argv %q: %s is in the config file and must not be added", argv, f)
+		}
+	}
+	if !strings.Contains(stderr.String(), "node=127.0.0.1:"+strconv.Itoa(driver)) || !strings.Contains(stderr.String(), "server_name=conf_name") {
+		t.Errorf("want the config file's driver port and name:\n%s", stderr.String())
 	}
 }

@@ -24,7 +24,7 @@ type Cluster interface {
 	View(ctx context.Context) (rethink.View, error)
 	RenameDB(ctx context.Context, id, from, to string) (bool, error)
 	RenameTable(ctx context.Context, id, from, to string) (bool, error)
-	MoveTable(ctx context.Context, id, fromDB, toDB string) (bool, error)
+	MoveTable(ctx context.Context, id, fromDBID, toDBID string) (bool, error)
 	RenameServer(ctx context.Context, id, from, to string) (bool, error)
 	DropDBIfEmpty(ctx context.Context, id, name string) (bool, error)
 	DropDuplicateDBIfEmpty(ctx context.Context, id, name string) (bool, error)
@@ -574,7 +574,7 @@ func apply(ctx context.Context, c Cluster, act Action) (bool, error) {
 	case ActionDropDuplicateDB:
 		return c.DropDuplicateDBIfEmpty(ctx, act.ID, act.From)
 	case ActionMoveTable:
-		return c.MoveTable(ctx, act.ID, act.From, act.To)
+		return c.MoveTable(ctx, act.ID, act.FromID, act.ToID)
 	case ActionRenameTable:
 		return c.RenameTable(ctx, act.ID, act.From, act.To)
 	case ActionRenameServer:

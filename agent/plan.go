@@ -27,12 +27,16 @@ const (
 
 // Action is one planned change, addressed by UUID. From is the value the
 // object must still have for the change to apply (a name, or for
-// ActionMoveTable the database name); To is the new value.
+// ActionMoveTable the database name); To is the new value. For
+// ActionMoveTable the write compares and sets the databases' ids, FromID and
+// ToID; From and To name them for the logs.
 type Action struct {
 	Kind   ActionKind
 	ID     string
 	From   string
 	To     string
+	FromID string
+	ToID   string
 	Issue  string // the current_issues type that caused it
 	Reason string
 }
@@ -220,7 +224,7 @@ func (p *planner) merge(keep, keepName, from, fromName string) []Action {
 	var out []Action
 	for _, t := range moving {
 		p.tableNames[keep+"."+t.Name] = true
-		out = append(out, Action{Kind: ActionMoveTable, ID: t.ID, From: fromName, To: keepName,
+		out = append(out, Action{Kind: ActionMoveTable, ID: t.ID, From: fromName, To: keepName, FromID: from, ToID: keep,
 			Issue: rethink.IssueDBNameCollision, Reason: fmt.Sprintf("merge: table %q joins database %q", t.Name, keepName)})
 	}
 	return append(out, Action{Kind: ActionDropEmptyDB, ID: from, From: fromName, Issue: rethink.IssueDBNameCollision,

@@ -83,10 +83,10 @@ func TestPlan(t *testing.T) {
 			view: withData, origin: sideA,
 			want: []Action{
 				{Kind: ActionRenameDB, ID: appB, From: "app", To: "app_d452890f"},
-				{Kind: ActionMoveTable, ID: "i3", From: "app_d452890f", To: "app"},
+				{Kind: ActionMoveTable, ID: "i3", From: "app_d452890f", To: "app", FromID: appB, ToID: appA},
 				{Kind: ActionDropEmptyDB, ID: appB, From: "app_d452890f"},
 				{Kind: ActionRenameDB, ID: dbB, From: "test", To: "test_062a1ed3"},
-				{Kind: ActionMoveTable, ID: "t3", From: "test_062a1ed3", To: "test"},
+				{Kind: ActionMoveTable, ID: "t3", From: "test_062a1ed3", To: "test", FromID: dbB, ToID: dbA},
 				{Kind: ActionDropEmptyDB, ID: dbB, From: "test_062a1ed3"},
 			},
 		},

@@ -93,9 +93,11 @@ func TestSimConditionalWrites(t *testing.T) {
 		{"rename db bad name", func() (bool, error) { return c.RenameDB(ctx, ids["app"], "app", "x y") }, false, true},
 		{"rename table", func() (bool, error) { return c.RenameTable(ctx, tableID, "t1", "t2") }, true, false},
 		{"rename table stale", func() (bool, error) { return c.RenameTable(ctx, tableID, "t1", "t3") }, false, false},
-		{"move table", func() (bool, error) { return c.MoveTable(ctx, tableID, "test_x", "app") }, true, false},
-		{"move table stale", func() (bool, error) { return c.MoveTable(ctx, tableID, "test_x", "app") }, false, false},
-		{"move table to missing db", func() (bool, error) { return c.MoveTable(ctx, tableID, "app", "no_such_db") }, false, true},
+		{"move table", func() (bool, error) { return c.MoveTable(ctx, tableID, ids["test"], ids["app"]) }, true, false},
+		{"move table stale", func() (bool, error) { return c.MoveTable(ctx, tableID, ids["test"], ids["app"]) }, false, false},
+		{"move table to missing db", func() (bool, error) {
+			return c.MoveTable(ctx, tableID, ids["app"], "00000000-0000-0000-0000-000000000000")
+		}, false, true},
 		{"drop non-empty db", func() (bool, error) { return c.DropDBIfEmpty(ctx, ids["app"], "app") }, false, false},
 		{"drop empty db, stale name", func() (bool, error) { return c.DropDBIfEmpty(ctx, ids["spare"], "other") }, false, false},
 		{"drop the only db of a name as a duplicate", func() (bool, error) { return c.DropDuplicateDBIfEmpty(ctx, ids["spare"], "spare") }, false, false},

@@ -53,11 +53,11 @@ func (c *Client) runWrite(ctx context.Context, what string, q r.Term) (writeResu
 }
 
 // casField sets field to `to` on row id of a system table only if it is `from`.
-func (c *Client) casField(ctx context.Context, what, table, id, field, from, to string) (bool, error) {
+func (c *Client) casField(ctx context.Context, what string, table r.Term, id, field, from, to string) (bool, error) {
 	if id == "" {
 		return false, fmt.Errorf("%s: empty id", what)
 	}
-	q := sys(table).Get(id).Update(func(row r.Term) any {
+	q := table.Get(id).Update(func(row r.Term) any {
 		return r.Branch(row.Field(field).Eq(from), map[string]any{field: to}, map[string]any{})
 	})
 	res, err := c.runWrite(ctx, what, q)
@@ -69,26 +69,33 @@ func (c *Client) casField(ctx context.Context, what, table, id, field, from, to 
 
 // RenameDB renames database id from `from` to `to` if its name is still `from`.
 func (c *Client) RenameDB(ctx context.Context, id, from, to string) (bool, error) {
-	return c.casField(ctx, fmt.Sprintf("rename database %s (%s) to %s", from, id, to), "db_config", id, "name", from, to)
+	return c.casField(ctx, fmt.Sprintf("rename database %s (%s) to %s", from, id, to), sys("db_config"), id, "name", from, to)
 }
 
 // RenameTable renames table id from `from` to `to` if its name is still `from`.
+//
+// table_config is written with identifier_format "uuid": an update writes
+// the whole row back, and in the "name" format the server resolves its db
+// and every replica by name (convert_table_config_and_name_from_datum in
+// src/clustering/administration/tables/table_config.cc), which fails with
+// "… is ambiguous" while a database or server name collides, exactly when
+// the agent has collisions to fix.
 func (c *Client) RenameTable(ctx context.Context, id, from, to string) (bool, error) {
-	return c.casField(ctx, fmt.Sprintf("rename table %s (%s) to %s", from, id, to), "table_config", id, "name", from, to)
+	return c.casField(ctx, fmt.Sprintf("rename table %s (%s) to %s", from, id, to), sysUUID("table_config"), id, "name", from, to)
 }
 
-// MoveTable moves table id from database fromDBName to toDBName if it is
-// still in fromDBName; its data stays. table_config names databases by name,
-// so both names must be unambiguous (resolve db_name_collision first). The
-// server refuses a missing target or a target holding a table of that name.
-func (c *Client) MoveTable(ctx context.Context, id, fromDBName, toDBName string) (bool, error) {
-	return c.casField(ctx, fmt.Sprintf("move table %s from database %s to %s", id, fromDBName, toDBName), "table_config", id, "db", fromDBName, toDBName)
+// MoveTable moves table id from the database fromDBID to toDBID (ids, as
+// table_config has them with identifier_format "uuid") if it is still in
+// fromDBID; its data stays. The server refuses a missing target or a target
+// holding a table of that name.
+func (c *Client) MoveTable(ctx context.Context, id, fromDBID, toDBID string) (bool, error) {
+	return c.casField(ctx, fmt.Sprintf("move table %s from database %s to %s", id, fromDBID, toDBID), sysUUID("table_config"), id, "db", fromDBID, toDBID)
 }
 
 // RenameServer renames server id from `from` to `to` if its name is still
 // `from`. The server refuses a name already in use.
 func (c *Client) RenameServer(ctx context.Context, id, from, to string) (bool, error) {
-	return c.casField(ctx, fmt.Sprintf("rename server %s (%s) to %s", from, id, to), "server_config", id, "name", from, to)
+	return c.casField(ctx, fmt.Sprintf("rename server %s (%s) to %s", from, id, to), sys("server_config"), id, "name", from, to)
 }
 
 // DropDuplicateDBIfEmpty drops database id like DropDBIfEmpty, and only

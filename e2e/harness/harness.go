@@ -297,9 +297,18 @@ var (
 	proxyReadyRE   = regexp.MustCompile(`^Proxy ready, (proxy-[0-9a-f-]{36})$`)
 	clusterPortRE  = regexp.MustCompile(`^Listening for intracluster connections on port (\d+)$`)
 	driverPortRE   = regexp.MustCompile(`^Listening for client driver connections on port (\d+)$`)
-	addrInUseRE    = regexp.MustCompile(`Address already in use`)
 	maxStartTrials = 3
 )
+
+// addrInUseRE matches a start that failed because a port was taken between
+// freePort and the server's bind. A real server words it per listener: the
+// cluster port fails in bind_sockets with tcp_socket_exc_t ("error: TCP
+// socket creation failed for port N: Address already in use.",
+// logs/bind-loopback.log); the driver and HTTP listeners rethrow
+// address_in_use_exc_t ("error: Could not bind to RDB protocol port: The
+// address at localhost:N is reserved or already in use.": src/arch/types.cc,
+// src/client_protocol/server.cc:211, src/http/http.cc:371 in v2.4.4).
+var addrInUseRE = regexp.MustCompile(`Address already in use|is reserved or already in use`)
 
 // StartServer starts a rethinkdb server on 127.0.0.1 and waits until it
 // logs "Server ready" (unless opts.NoWait).

@@ -140,3 +140,20 @@ func TestFailedTestLogsAreSaved(t *testing.T) {
 		t.Errorf("saved log %q, %v", b, err)
 	}
 }
+
+// A real server words a taken port differently per listener (see
+// addrInUseRE); the start-up retry must recognise each.
+func TestAddrInUseMatchesEveryListener(t *testing.T) {
+	for _, line := range []string{
+		"error: TCP socket creation failed for port 29015: Address already in use.",
+		"error: Could not bind to RDB protocol port: The address at localhost:28015 is reserved or already in use.",
+		"error: Could not bind to http port: The address at localhost:8080 is reserved or already in use.",
+	} {
+		if !addrInUseRE.MatchString(line) {
+			t.Errorf("not recognised as a taken port: %q", line)
+		}
+	}
+	if addrInUseRE.MatchString("Could not find bind ip address '127.0.0.11'") {
+		t.Error("an absent bind address is not a taken port")
+	}
+}

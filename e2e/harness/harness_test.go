@@ -2,7 +2,11 @@ package harness
 
 import (
 	"errors"
+	"fmt"
+	"io"
 	"os"
+	"os/exec"
+	"os/signal"
 	"regexp"
 	"strconv"
 	"strings"
@@ -13,7 +17,54 @@ import (
 	"go.uber.org/goleak"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+func TestMain(m *testing.M) {
+	if mode := os.Getenv(fakeEnv); mode != "" {
+		fakeRethinkdb(mode)
+		return
+	}
+	goleak.VerifyTestMain(m)
+}
+
+// fakeEnv makes the test binary a stand-in for a real rethinkdb's process
+// tree (src/extproc/extproc_spawner.cc in v2.4.4): the server forks a
+// "spawner" that takes a process group of its own, keeps the server's
+// stdout, and exits when its socket to the server closes; the server closes
+// that socket and waits for the spawner when it shuts down on SIGTERM.
+const fakeEnv = "HARNESS_FAKE_RETHINKDB"
+
+func fakeRethinkdb(mode string) {
+	if mode == "spawner" {
+		// Blocks until every writer of the socket (the server) is gone.
+		_, _ = io.Copy(io.Discard, os.NewFile(3, "socket"))
+		fmt.Println("spawner: socket closed, exiting")
+		os.Exit(0)
+	}
+	sock, keep, err := os.Pipe()
+	if err != nil {
+		fmt.Println(err)
+		os.Exit(2)
+	}
+	term := make(chan os.Signal, 1)
+	signal.Notify(term, syscall.SIGTERM)
+	spawner := exec.Command(os.Args[0])
+	spawner.Env = append(os.Environ(), fakeEnv+"=spawner")
+	spawner.Stdout, spawner.Stderr = os.Stdout, os.Stderr
+	spawner.ExtraFiles = []*os.File{sock}
+	spawner.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // setpgid(0, 0)
+	if err := spawner.Start(); err != nil {
+		fmt.Println(err)
+		os.Exit(2)
+	}
+	sock.Close()
+	fmt.Printf("spawner %d\n", spawner.Process.Pid)
+	fmt.Println(`Server ready, "fake" 01c87574-ce6d-4611-8aaf-6286633dd822`)
+	<-term
+	fmt.Println("Server got SIGTERM from pid 1, uid 0; shutting down...")
+	keep.Close()
+	_ = spawner.Wait()
+	fmt.Println("Storage engine shut down.")
+	os.Exit(0)
+}
 
 // gone reports whether pid has exited (a zombie counts as exited: in a
 // container nobody may reap a reparented child).
@@ -56,7 +107,8 @@ func TestProcessOutputAndStop(t *testing.T) {
 
 func TestStopKillsAGroupThatIgnoresSIGTERM(t *testing.T) {
 	c := &Cluster{t: t, names: map[string]int{}}
-	// The shell forks a child, as a real rethinkdb does; both ignore SIGTERM.
+	// The shell forks a child that stays in its group; both ignore SIGTERM.
+	// (A real rethinkdb's spawner leaves the group: TestRealisticSpawner.)
 	p := c.StartProcess("stubborn", "/bin/sh", "-c", `trap "" TERM; sleep 100 & echo child $!; wait`)
 	m := p.WaitLogMatch(t, regexp.MustCompile(`^child (\d+)$`), 10*time.Second)
 	child, _ := strconv.Atoi(m[1])
@@ -155,5 +207,40 @@ func TestAddrInUseMatchesEveryListener(t *testing.T) {
 	}
 	if addrInUseRE.MatchString("Could not find bind ip address '127.0.0.11'") {
 		t.Error("an absent bind address is not a taken port")
+	}
+}
+
+// With a real server's process tree (see fakeEnv) Stop ends cleanly and Kill
+// returns only once the spawner, outside the group, is gone as well: it holds
+// the output pipe (and, for a real server, the data directory's lock).
+func TestRealisticSpawner(t *testing.T) {
+	t.Setenv(fakeEnv, "server")
+	spawnerRE := regexp.MustCompile(`^spawner (\d+)$`)
+	for _, tc := range []struct {
+		name string
+		end  func(*Process) bool
+		want string
+	}{
+		{"stop", (*Process).Stop, "Storage engine shut down."},
+		{"kill", func(p *Process) bool { p.Kill(); return true }, "spawner: socket closed, exiting"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := &Cluster{t: t, names: map[string]int{}}
+			p := c.StartProcess("fake", os.Args[0])
+			spawner, _ := strconv.Atoi(p.WaitLogMatch(t, spawnerRE, 10*time.Second)[1])
+			p.WaitLog(t, "Server ready", 10*time.Second)
+			if pgid, err := syscall.Getpgid(spawner); err != nil || pgid == p.Pid() {
+				t.Fatalf("the spawner's group is %d (%v), want one of its own", pgid, err)
+			}
+			if !tc.end(p) {
+				t.Error("the server did not stop on SIGTERM")
+			}
+			if !strings.Contains(p.Output(), tc.want) {
+				t.Errorf("output lacks %q once the process is done:\n%s", tc.want, p.Output())
+			}
+			if !gone(spawner) {
+				t.Errorf("the spawner %d outlived its server", spawner)
+			}
+		})
 	}
 }

@@ -17,9 +17,19 @@ import (
 )
 
 // Process is one child process started by the harness: in its own process
-// group (a real rethinkdb forks a helper with the same command line, so it is
-// always signalled as a group), killed if the test binary dies (Pdeathsig),
-// its stdout and stderr captured together, in order, in memory and in a file.
+// group (signalled as a group, so that whatever it runs in its group goes
+// with it), killed if the test binary dies (Pdeathsig), its stdout and
+// stderr captured together, in order, in memory and in a file.
+//
+// A real rethinkdb (server or proxy) forks an extproc spawner with the same
+// command line, which moves to a process group of its own (setpgid(0, 0)),
+// so group signals do not reach it; it exits as soon as its socket to the
+// parent closes, on a clean shutdown (the parent waits for it) as after a
+// SIGKILL (src/extproc/extproc_spawner.cc in v2.4.4). It inherits the
+// parent's stdout and stderr and the flock on the data directory. Wait
+// returns only once every holder of the output pipe is gone, so when a
+// Process is done its spawner is gone too, and the data directory is free
+// for a restart.
 type Process struct {
 	Name string
 	Path string
@@ -86,6 +96,10 @@ func startProcess(name, dir, logPath, path string, args ...string) (*Process, er
 	cmd.Stdout = p.out
 	cmd.Stderr = p.out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	// A spawner that outlived its parent would keep the output pipe open
+	// and Wait blocked; it never should (see Process), but a test must not
+	// hang on it: Wait gives up on the pipe this long after the exit.
+	cmd.WaitDelay = spawnerGrace
 	if err := cmd.Start(); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("harness: start %s (%s): %w", name, path, err)
@@ -151,6 +165,10 @@ func (p *Process) signalGroup(sig syscall.Signal) {
 	_ = syscall.Kill(-p.cmd.Process.Pid, sig)
 }
 
+// spawnerGrace bounds how long Wait waits for the output pipe to close after
+// the process exited (cmd.WaitDelay).
+const spawnerGrace = 30 * time.Second
+
 // StopTimeout is how long Stop waits after SIGTERM before SIGKILL. A real
 // proxy takes about 2 s to exit after SIGTERM.
 const StopTimeout = 15 * time.Second
@@ -168,7 +186,8 @@ func (p *Process) StopWithin(timeout time.Duration) bool {
 	p.signalGroup(syscall.SIGTERM)
 	select {
 	case <-p.done:
-		// The helper a real server forks may outlive the parent briefly.
+		// Anything the process left in its group. (A real server's
+		// spawner is in a group of its own, and already gone: see Process.)
 		p.signalGroup(syscall.SIGKILL)
 		return true
 	case <-time.After(timeout):
@@ -274,7 +293,7 @@ func RunCommand(t testing.TB, timeout time.Duration, path string, args ...string
 		p.Kill()
 		t.Fatalf("%s %s did not exit within %v; output:\n%s", path, strings.Join(args, " "), timeout, indent(p.Output()))
 	}
-	p.signalGroup(syscall.SIGKILL) // a forked helper, if any
+	p.signalGroup(syscall.SIGKILL) // anything left in its group
 	return p.Output(), p.ExitCode()
 }
 

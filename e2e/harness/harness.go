@@ -14,6 +14,7 @@ package harness
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -426,6 +427,9 @@ func serverArgs(t testing.TB, o ServerOptions) ([]string, error) {
 		args = append(args, "--join", j)
 	}
 	if o.InitialPassword != "" {
+		if err := configFileValue(o.InitialPassword); err != nil {
+			return nil, fmt.Errorf("harness: InitialPassword: %w", err)
+		}
 		f := filepath.Join(t.TempDir(), "rethinkdb.conf")
 		if err := os.WriteFile(f, []byte("initial-password="+o.InitialPassword+"\n"), 0o600); err != nil {
 			return nil, fmt.Errorf("harness: config file: %w", err)
@@ -433,6 +437,21 @@ func serverArgs(t testing.TB, o ServerOptions) ([]string, error) {
 		args = append(args, "--config-file", f)
 	}
 	return append(args, o.Args...), nil
+}
+
+// configFileValue refuses a value that a rethinkdb config file line would
+// not carry unchanged: '#' starts a comment anywhere on the line, the line
+// ends at a newline, and blanks around the value are trimmed
+// (options::parse_config_file, src/clustering/administration/main/options.cc
+// in v2.4.4).
+func configFileValue(v string) error {
+	switch {
+	case strings.ContainsAny(v, "#\n\r"):
+		return errors.New("a rethinkdb config file cannot hold '#' or a line break in a value")
+	case strings.TrimSpace(v) != v:
+		return errors.New("a rethinkdb config file trims blanks around a value")
+	}
+	return nil
 }
 
 // Restart stops the server (SIGTERM) and starts it again on the same data

@@ -244,3 +244,21 @@ func TestRealisticSpawner(t *testing.T) {
 		})
 	}
 }
+
+func TestConfigFileValue(t *testing.T) {
+	for _, tc := range []struct {
+		v  string
+		ok bool
+	}{
+		{"s3cret-from-file", true},
+		{"pass word", true},
+		{"a#b", false},
+		{"two\nlines", false},
+		{" padded", false},
+		{"padded\t", false},
+	} {
+		if err := configFileValue(tc.v); (err == nil) != tc.ok {
+			t.Errorf("configFileValue(%q) = %v, want ok %v", tc.v, err, tc.ok)
+		}
+	}
+}

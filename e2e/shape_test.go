@@ -249,6 +249,7 @@ func TestSystemTableShapes(t *testing.T) {
 	_ = p2
 	waitState(t, "server_1", ss1, 4, "server_name_collision", 1)
 	waitState(t, "dup server_1", ss4, 4, "server_name_collision", 1)
+	waitMeshed(t, "server_1", ss1, 4) // 3 servers and the proxy each
 	compareWithRecording(t, "11_server_name_collision_via_dup_node_6004", ss4)
 	compareWithRecording(t, "11_server_name_collision_via_server_1", ss1)
 
@@ -264,6 +265,7 @@ func TestSystemTableShapes(t *testing.T) {
 		t.Fatalf("rename the duplicate server_1 to server_4: %+v, %v", res, err)
 	}
 	waitState(t, "server_1", ss1, 4, "", 0)
+	waitMeshed(t, "server_1", ss1, 4)
 	compareWithRecording(t, "12_after_server_rename_via_server_1", ss1)
 	wantErr = "Cannot rename server `server_4` to `server_2` because server `server_2` already exists."
 	if res, _ := rename(s4.ID, "server_2"); res.Errors != 1 || res.FirstError != wantErr {
@@ -280,6 +282,7 @@ func TestSystemTableShapes(t *testing.T) {
 		t.Fatalf("rename the colliding servers: %+v, want replaced 2", res)
 	}
 	waitState(t, "server_1", ss1, 5, "", 0)
+	waitMeshed(t, "server_1", ss1, 5) // the newcomer meets the others one by one
 	compareWithRecording(t, "13_final_via_server_1", ss1)
 }
 
@@ -294,6 +297,34 @@ func serverFix() r.Term {
 					return map[string]any{"name": server.Field("name").Add("_").Add(id.Split("-").Nth(0))}
 				})
 		})
+}
+
+// waitMeshed waits until every server in server_status (as seen through s)
+// is connected to n others, servers and proxies: the recordings were taken
+// with the mesh whole, and a server that just joined through one --join
+// (phase 13, logs/s5.log) meets the others, and the proxy, one by one.
+func waitMeshed(t *testing.T, via string, s *r.Session, n int) {
+	t.Helper()
+	harness.Eventually(t, mergeTimeout, func() (bool, string) {
+		rows, err := systemTable(t, s, "server_status")
+		if err != nil {
+			return false, fmt.Sprintf("server_status via %s: %v", via, err)
+		}
+		for _, row := range rows {
+			network, _ := row["network"].(map[string]any)
+			ct, _ := network["connected_to"].(map[string]any)
+			k := 0
+			for _, v := range ct {
+				if v == true {
+					k++
+				}
+			}
+			if k != n {
+				return false, fmt.Sprintf("via %s, %v (%v) is connected to %v, want %d", via, row["name"], row["id"], ct, n)
+			}
+		}
+		return true, ""
+	})
 }
 
 // waitState waits until s sees n servers in server_status and exactly

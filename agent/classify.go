@@ -97,6 +97,20 @@ func resolveEndpoints(ctx context.Context, r Resolver, p discovery.Peer) ([]neti
 // canonical addresses. Host names there are kept only if they parse as IPs;
 // canonical addresses are IPs unless --canonical-address gave a name.
 func serverEndpoints(s rethink.Server) []netip.AddrPort {
+	eps := allEndpoints(s)
+	// A server bound to all addresses lists loopback too, and every server
+	// has the same loopback endpoint when they use default ports: those say
+	// nothing about identity, unless loopback is all there is (one host).
+	routable := slices.DeleteFunc(slices.Clone(eps), func(ep netip.AddrPort) bool { return ep.Addr().IsLoopback() })
+	if len(routable) > 0 {
+		return routable
+	}
+	return eps
+}
+
+// allEndpoints are every IP endpoint among a server's canonical addresses,
+// loopback included.
+func allEndpoints(s rethink.Server) []netip.AddrPort {
 	var eps []netip.AddrPort
 	for _, a := range s.CanonicalAddresses {
 		ip, err := netip.ParseAddr(a.Host)
@@ -108,13 +122,6 @@ func serverEndpoints(s rethink.Server) []netip.AddrPort {
 			port = s.ClusterPort
 		}
 		eps = append(eps, netip.AddrPortFrom(ip.Unmap(), uint16(port)))
-	}
-	// A server bound to all addresses lists loopback too, and every server
-	// has the same loopback endpoint when they use default ports: those say
-	// nothing about identity, unless loopback is all there is (one host).
-	routable := slices.DeleteFunc(slices.Clone(eps), func(ep netip.AddrPort) bool { return ep.Addr().IsLoopback() })
-	if len(routable) > 0 {
-		return routable
 	}
 	return eps
 }
@@ -178,6 +185,16 @@ func (c *classifier) one(ctx context.Context, v rethink.View, owners map[netip.A
 	for _, ep := range eps {
 		if id, ok := owners[ep]; ok {
 			pv.State, pv.ServerID = PeerLocal, id
+			return pv
+		}
+	}
+	// owners leaves out loopback when a server has other addresses, but the
+	// local server's own loopback endpoint (listed with --bind all:
+	// our_peer_address in src/rpc/connectivity/cluster.cc takes every local
+	// IP) would answer a probe and be bridged as if it were a peer.
+	for _, ep := range eps {
+		if ep.Addr().IsLoopback() && slices.Contains(allEndpoints(v.Self), ep) {
+			pv.State, pv.ServerID = PeerLocal, v.Self.ID
 			return pv
 		}
 	}

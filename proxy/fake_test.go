@@ -2,20 +2,25 @@ package proxy
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/signal"
 	"slices"
 	"syscall"
-	"time"
 )
 
 // The test binary doubles as a fake `rethinkdb proxy`: when FAKEPROXY is
 // set, TestMain runs fakeMain instead of the tests. The fake prints the
-// real proxy's log lines (wording from logs/proxy.log), forks a helper into
-// its process group like rethinkdb does, and behaves according to the mode:
+// real proxy's log lines (wording from logs/proxy.log) and starts a helper
+// shaped like rethinkdb's extproc spawner (src/extproc/extproc_spawner.cc in
+// v2.4.4): in a process group of its own (setpgid(0, 0)), so the proxy's
+// group signals miss it, holding the proxy's stdout, and exiting only when
+// its socket to the proxy closes, however the proxy ended. It prints
+// "spawner <pid>" (not a real log line) so that tests can find it. The fake
+// behaves according to the mode:
 //
-//	ready       print the lines, exit 0 on SIGTERM (helper ignores SIGTERM)
+//	ready       print the lines, exit 0 on SIGTERM
 //	ignoreterm  like ready but ignore SIGTERM
 //	exit        print an error before ready and exit 1
 //	neverready  listen but never say ready
@@ -29,8 +34,9 @@ const fakePassword = "6f1c2a3e-5b4d-4e6f-8a9b-0c1d2e3f4a5b"
 
 func fakeMain(mode string) {
 	if mode == "helper" {
+		// Only the end of the socket ends it, as for the real spawner.
 		signal.Ignore(syscall.SIGTERM)
-		time.Sleep(time.Hour)
+		_, _ = io.Copy(io.Discard, os.NewFile(3, "socket"))
 		os.Exit(0)
 	}
 	args := os.Args[1:]
@@ -44,13 +50,23 @@ func fakeMain(mode string) {
 	} else {
 		signal.Notify(term, syscall.SIGTERM)
 	}
+	sock, keep, err := os.Pipe()
+	if err != nil {
+		fmt.Println("socket:", err)
+		os.Exit(2)
+	}
 	helper := exec.Command(os.Args[0], "proxy", "--join", "helper")
 	helper.Env = append(os.Environ(), fakeEnv+"=helper")
 	helper.Stdout, helper.Stderr = os.Stdout, os.Stderr
+	helper.ExtraFiles = []*os.File{sock}
+	helper.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := helper.Start(); err != nil {
 		fmt.Println("fork helper:", err)
 		os.Exit(2)
 	}
+	sock.Close()
+	defer keep.Close() // held until this process exits, as rethinkdb holds its end
+	fmt.Printf("spawner %d\n", helper.Process.Pid)
 
 	// What parse_initial_password_option prints (printf, stdout) for
 	// `--initial-password auto`, before anything else.

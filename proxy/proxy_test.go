@@ -7,10 +7,12 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -75,6 +77,17 @@ func groupAlive(pgid int) []int {
 	return pids
 }
 
+// alive reports whether pid runs (a zombie does not count).
+func alive(pid int) bool {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	f := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	return len(f) > 0 && f[0] != "Z" && f[0] != "X"
+}
+
 func waitGone(t *testing.T, p *Proxy) {
 	t.Helper()
 	select {
@@ -100,8 +113,14 @@ func TestReadyAndStop(t *testing.T) {
 	if p.ID() != fakeID || p.ClusterPort() != 40747 || p.DriverPort() != 41235 {
 		t.Errorf("id %q cluster %d driver %d", p.ID(), p.ClusterPort(), p.DriverPort())
 	}
-	if len(groupAlive(p.Pid())) < 2 {
-		t.Errorf("want the proxy and its helper in group %d, got %v", p.Pid(), groupAlive(p.Pid()))
+	// The helper, like rethinkdb's spawner, is outside the proxy's group.
+	m := regexp.MustCompile(`spawner (\d+)`).FindStringSubmatch(logs.String())
+	if m == nil {
+		t.Fatalf("the fake did not say its helper's pid:\n%s", logs.String())
+	}
+	helper, _ := strconv.Atoi(m[1])
+	if pgid, err := syscall.Getpgid(helper); err != nil || pgid == p.Pid() {
+		t.Errorf("helper %d in group %d (%v), want a group of its own as the real spawner", helper, pgid, err)
 	}
 	if p.Err() != nil {
 		t.Errorf("Err while running = %v", p.Err())
@@ -117,6 +136,10 @@ func TestReadyAndStop(t *testing.T) {
 	}
 	wg.Wait()
 	waitGone(t, p)
+	// Stopping the proxy's group ends the helper too, through its socket.
+	testutil.Eventually(t, 5*time.Second, func() (bool, string) {
+		return !alive(helper), fmt.Sprintf("the helper %d outlived the proxy", helper)
+	})
 	if err := p.Stop(context.Background()); err != nil || p.Err() != nil {
 		t.Errorf("after stop: Stop %v, Err %v", err, p.Err())
 	}

@@ -49,8 +49,9 @@ Before starting rethinkdb it adds to ARGS, unless ARGS or the file of their
   --config-file FILE  a 0600 file holding initial-password, when a password
                       is configured (--password-file): a password on the
                       command line would be shown to every client in
-                      server_status.process.argv. RethinkDB uses it only when
-                      it creates a new data directory.
+                      server_status.process.argv. RethinkDB sets it when the
+                      admin user has no password yet (a new data directory,
+                      or one whose password is empty), and ignores it else.
 The agent's --node defaults to 127.0.0.1 and rethinkdb's driver port (from
 --driver-port and -o/--port-offset in ARGS), --proxy-bind to "all" and
 --rethinkdb to the binary in ARGS.

@@ -40,7 +40,9 @@ Before starting rethinkdb it adds to ARGS, unless ARGS or the file of their
 --config-file already say:
   --join IP:PORT      for every discovered peer whose cluster port answers
                       (one short discovery round; none: the node starts alone
-                      and the agent bridges it later)
+                      and the agent bridges it later). rethinkdb serves
+                      nothing until one of them answers, so when it does not
+                      serve within 60s it is restarted without them.
   --server-name NAME  -server-name, else <project>_<service>_<n> from Docker's
                       DNS for compose containers, else the host name, with
                       every character outside [A-Za-z0-9_] replaced by '_'
@@ -731,20 +733,13 @@ func execRun(ctx context.Context, args []string, sigs <-chan os.Signal, stderr i
 			argv = append(argv, "--config-file", confFile)
 		}
 	}
+	var added []string // the --join values exec added
 	if !rdb.has["--join"] {
 		m, err := c.disc.manager(log)
 		if err != nil {
 			return 1, err
 		}
-		self, _ := localIPs()
-		joins := reachablePeers(prepCtx, m, opts.joinWait, self, func(ctx context.Context, ep netip.AddrPort) error {
-			d := net.Dialer{Timeout: time.Second}
-			conn, err := d.DialContext(ctx, "tcp", ep.String())
-			if err == nil {
-				conn.Close()
-			}
-			return err
-		}, log)
+		joins := findJoins(prepCtx, m, opts.joinWait, log)
 		if len(joins) == 0 {
 			log.Info("no peer reachable: starting alone; the agent bridges later")
 		} else {
@@ -753,22 +748,30 @@ func execRun(ctx context.Context, args []string, sigs <-chan os.Signal, stderr i
 		for _, j := range joins {
 			argv = append(argv, "--join", j)
 		}
+		added = joins
 	}
 	if code, err := stopped(); err != nil {
 		return code, err
 	}
 
-	cmd := exec.Command(child[0], argv...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-	// Its own process group: rethinkdb forks a helper with the same command
-	// line, and the signal is meant for both.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	log.Info("starting rethinkdb", "binary", child[0], "server_name", name, "node", c.node)
-	if err := cmd.Start(); err != nil {
-		return 127, fmt.Errorf("start %s: %w", child[0], err)
+	start := func(argv []string) (*exec.Cmd, <-chan error, error) {
+		cmd := exec.Command(child[0], argv...)
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+		// Its own process group: rethinkdb forks a helper with the same
+		// command line, and the signal is meant for both.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		if err := cmd.Start(); err != nil {
+			return nil, nil, fmt.Errorf("start %s: %w", child[0], err)
+		}
+		exited := make(chan error, 1)
+		go func() { exited <- cmd.Wait() }()
+		return cmd, exited, nil
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	log.Info("starting rethinkdb", "binary", child[0], "server_name", name, "node", c.node)
+	cmd, exited, err := start(argv)
+	if err != nil {
+		return 127, err
+	}
 
 	agentCtx, stopAgent := context.WithCancel(ctx)
 	agentDone := make(chan struct{})
@@ -783,20 +786,111 @@ func execRun(ctx context.Context, args []string, sigs <-chan os.Signal, stderr i
 		go removeWhenServing(agentCtx, confFile, net.JoinHostPort(rdb.nodeHost(), strconv.Itoa(rdb.driverPort)))
 	}
 
+	// rethinkdb started with --join serves nothing until it has connected to
+	// one of the join addresses, and it retries them for ever
+	// (initial_joiner_t, src/clustering/administration/main/initial_join.cc,
+	// no timeout from serve.cc; logs/join-unreachable.log). A peer that
+	// answered the probe may be gone by now or refuse the handshake, so when
+	// rethinkdb does not serve within joinTimeout it is restarted without
+	// the joins exec added; the agent bridges it later.
+	var joinTimer <-chan time.Time
+	serving := make(chan struct{})
+	if len(added) > 0 {
+		t := time.NewTimer(joinTimeout)
+		defer t.Stop()
+		joinTimer = t.C
+		go func() {
+			if waitServing(agentCtx, net.JoinHostPort(rdb.nodeHost(), strconv.Itoa(rdb.driverPort))) {
+				close(serving)
+			}
+		}()
+	}
 	var waitErr error
+	signalled, restarting := false, false
 	for done := false; !done; {
 		select {
 		case s := <-sigs:
 			log.Info("forwarding signal to rethinkdb", "signal", s.String())
 			_ = syscall.Kill(-cmd.Process.Pid, s.(syscall.Signal))
+			signalled = true
 			stopAgent() // the agent stops any proxy it runs
+		case <-serving:
+			joinTimer, serving = nil, nil
+		case <-joinTimer:
+			joinTimer = nil
+			log.Warn("rethinkdb connected to none of its --join peers in time; restarting it alone, the agent bridges it later",
+				"joins", added, "join_timeout", joinTimeout)
+			restarting = true
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
 		case waitErr = <-exited:
-			done = true
+			if !restarting || signalled {
+				done = true
+				break
+			}
+			restarting = false
+			argv = withoutJoins(argv, added)
+			log.Info("starting rethinkdb without --join", "binary", child[0], "server_name", name)
+			if cmd, exited, err = start(argv); err != nil {
+				stopAgent()
+				<-agentDone
+				return 127, err
+			}
 		}
 	}
 	stopAgent()
 	<-agentDone
 	return exitCode(cmd.ProcessState, waitErr), nil
+}
+
+// findJoins is the join round before the start: the cluster endpoints of
+// discovered peers, other than this machine, that accept a connection.
+// Tests replace it.
+var findJoins = func(ctx context.Context, m *discovery.Manager, wait time.Duration, log *slog.Logger) []string {
+	self, _ := localIPs()
+	return reachablePeers(ctx, m, wait, self, func(ctx context.Context, ep netip.AddrPort) error {
+		d := net.Dialer{Timeout: time.Second}
+		conn, err := d.DialContext(ctx, "tcp", ep.String())
+		if err == nil {
+			conn.Close()
+		}
+		return err
+	}, log)
+}
+
+// joinTimeout is how long rethinkdb may wait for the --join peers exec added
+// before exec restarts it without them.
+var joinTimeout = 60 * time.Second
+
+// waitServing reports true once something accepts connections at addr, or
+// false when ctx ends first.
+func waitServing(ctx context.Context, addr string) bool {
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	for {
+		d := net.Dialer{Timeout: time.Second}
+		if c, err := d.DialContext(ctx, "tcp", addr); err == nil {
+			c.Close()
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
+	}
+}
+
+// withoutJoins drops the "--join ADDR" pairs whose ADDR is in added.
+func withoutJoins(argv, added []string) []string {
+	var out []string
+	for i := 0; i < len(argv); i++ {
+		if argv[i] == "--join" && i+1 < len(argv) && slices.Contains(added, argv[i+1]) {
+			i++
+			continue
+		}
+		out = append(out, argv[i])
+	}
+	return out
 }
 
 // removeWhenServing deletes the password config file once rethinkdb serves

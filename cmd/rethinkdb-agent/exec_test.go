@@ -48,6 +48,20 @@ func fakeRethinkDB(dir string) int {
 	}
 	_ = os.WriteFile(filepath.Join(dir, "argv.tmp"), []byte(strings.Join(args, "\n")), 0o600)
 	_ = os.Rename(filepath.Join(dir, "argv.tmp"), filepath.Join(dir, "argv"))
+	if os.Getenv("FAKE_RETHINKDB_HANG_ON_JOIN") != "" {
+		// Like a real server whose --join peers never answer: it serves
+		// nothing until SIGTERM. Without --join it serves its driver port.
+		if slices.Contains(args, "--join") {
+			<-sigs
+			return 0
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:"+argValue(args, "--driver-port"))
+		if err != nil {
+			return 9
+		}
+		defer ln.Close()
+		_ = os.WriteFile(filepath.Join(dir, "alone"), []byte(strings.Join(args, "\n")), 0o600)
+	}
 	if os.Getenv("FAKE_RETHINKDB_EXIT_AT_ONCE") != "" {
 		return 7
 	}
@@ -582,5 +596,49 @@ func TestExecRunHonoursConfigFile(t *testing.T) {
 	}
 	if !strings.Contains(stderr.String(), "node=127.0.0.1:"+strconv.Itoa(driver)) || !strings.Contains(stderr.String(), "server_name=conf_name") {
 		t.Errorf("want the config file's driver port and name:\n%s", stderr.String())
+	}
+}
+
+// A server started with --join serves nothing until one join peer answers,
+// and retries for ever (initial_join.cc; logs/join-unreachable.log). exec
+// restarts it without the joins it added when it does not serve in time.
+func TestExecRunRestartsAloneWhenJoinHangs(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("FAKE_RETHINKDB", dir)
+	t.Setenv("FAKE_RETHINKDB_HANG_ON_JOIN", "1")
+	t.Setenv("FAKE_RETHINKDB_CODE", "0")
+	oldFind, oldTimeout := findJoins, joinTimeout
+	findJoins = func(context.Context, *discovery.Manager, time.Duration, *slog.Logger) []string {
+		return []string{"10.255.255.1:29015"}
+	}
+	joinTimeout = 300 * time.Millisecond
+	t.Cleanup(func() { findJoins, joinTimeout = oldFind, oldTimeout })
+
+	sigs := make(chan os.Signal, 1)
+	var stderr testutil.SyncBuffer
+	done := make(chan int, 1)
+	go func() {
+		code, err := execRun(context.Background(), []string{"--initial-join-wait", "1s", "--interval", "50ms", "--http", "off",
+			"--", os.Args[0], "--server-name", "s", "--driver-port", strconv.Itoa(freePort(t))}, sigs, &stderr)
+		if err != nil {
+			t.Error(err)
+		}
+		done <- code
+	}()
+	argv := strings.Split(waitFile(t, filepath.Join(dir, "alone")), "\n")
+	if slices.Contains(argv, "--join") || argValue(argv, "--server-name") != "s" {
+		t.Errorf("restarted with %q: want the same command line without --join", argv)
+	}
+	sigs <- syscall.SIGTERM
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("exit code %d\n%s", code, stderr.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("exec did not return after SIGTERM")
+	}
+	if !strings.Contains(stderr.String(), "restarting it alone") {
+		t.Errorf("want the restart logged:\n%s", stderr.String())
 	}
 }

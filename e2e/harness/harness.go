@@ -97,11 +97,13 @@ var (
 // Binary returns the rethinkdb binary the scenarios run (see the package doc).
 func Binary(t testing.TB) string {
 	t.Helper()
-	if b := os.Getenv("RETHINKDB_BIN"); b != "" {
-		return b
-	}
-	if b := os.Getenv("RETHINKDB_SIM"); b != "" {
-		return b
+	for _, env := range []string{"RETHINKDB_BIN", "RETHINKDB_SIM"} {
+		if b := os.Getenv(env); b != "" {
+			if err := checkBinary(b); err != nil {
+				t.Fatalf("harness: %s=%s: %v", env, b, err)
+			}
+			return b
+		}
 	}
 	buildOnce.Do(func() {
 		buildDir, buildErr = os.MkdirTemp("", "rethinkdb-sim-build")
@@ -118,6 +120,21 @@ func Binary(t testing.TB) string {
 		t.Fatalf("harness: no RETHINKDB_BIN or RETHINKDB_SIM, and building the simulator failed: %v", buildErr)
 	}
 	return builtBin
+}
+
+// checkBinary refuses a binary path that would not name the same program
+// everywhere: every process runs in a temporary directory (a relative path
+// with a slash would be looked up there), go test runs in the package's
+// directory rather than where the command was typed, and the agents get the
+// same value for their proxies.
+func checkBinary(b string) error {
+	if strings.ContainsRune(b, filepath.Separator) && !filepath.IsAbs(b) {
+		return errors.New("give an absolute path or a name on PATH: processes run in temporary directories")
+	}
+	if _, err := exec.LookPath(b); err != nil {
+		return err
+	}
+	return nil
 }
 
 // Cluster is a set of processes belonging to one test. Everything it starts

@@ -262,3 +262,20 @@ func TestConfigFileValue(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckBinary(t *testing.T) {
+	for _, tc := range []struct {
+		bin string
+		ok  bool
+	}{
+		{"/bin/sh", true},
+		{"sh", true}, // on PATH
+		{"bin/rethinkdb", false},
+		{"./rethinkdb", false},
+		{"/nonexistent/rethinkdb", false},
+	} {
+		if err := checkBinary(tc.bin); (err == nil) != tc.ok {
+			t.Errorf("checkBinary(%q) = %v, want ok %v", tc.bin, err, tc.ok)
+		}
+	}
+}

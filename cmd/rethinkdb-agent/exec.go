@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -41,8 +42,9 @@ Before starting rethinkdb it adds to ARGS, unless ARGS or the file of their
   --join IP:PORT      for every discovered peer whose cluster port answers
                       (one short discovery round; none: the node starts alone
                       and the agent bridges it later). rethinkdb serves
-                      nothing until one of them answers, so when it does not
-                      serve within 60s it is restarted without them.
+                      nothing until one of them answers, so when it neither
+                      connects to one nor serves within 60s it is restarted
+                      without them.
   --server-name NAME  -server-name, else <project>_<service>_<n> from Docker's
                       DNS for compose containers, else the host name, with
                       every character outside [A-Za-z0-9_] replaced by '_'
@@ -754,9 +756,22 @@ func execRun(ctx context.Context, args []string, sigs <-chan os.Signal, stderr i
 		return code, err
 	}
 
+	// joined is closed once rethinkdb is past its --join peers: it logged a
+	// connection to another server, or it serves its driver port.
+	joined := make(chan struct{})
+	var joinedOnce sync.Once
+	markJoined := func() { joinedOnce.Do(func() { close(joined) }) }
 	start := func(argv []string) (*exec.Cmd, <-chan error, error) {
 		cmd := exec.Command(child[0], argv...)
 		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+		if len(added) > 0 {
+			// network_logger.cc logs "Connected to server …" (notice
+			// level, stdout) as soon as a peer connects, which ends the
+			// initial join; a big server may take longer to serve.
+			cmd.Stdout = &lineWatcher{w: os.Stdout, prefix: "Connected to ", found: markJoined}
+			// rethinkdb's helper process may hold the pipe a moment longer.
+			cmd.WaitDelay = 5 * time.Second
+		}
 		// Its own process group: rethinkdb forks a helper with the same
 		// command line, and the signal is meant for both.
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -791,17 +806,17 @@ func execRun(ctx context.Context, args []string, sigs <-chan os.Signal, stderr i
 	// (initial_joiner_t, src/clustering/administration/main/initial_join.cc,
 	// no timeout from serve.cc; logs/join-unreachable.log). A peer that
 	// answered the probe may be gone by now or refuse the handshake, so when
-	// rethinkdb does not serve within joinTimeout it is restarted without
-	// the joins exec added; the agent bridges it later.
+	// rethinkdb neither logs a connection nor serves within joinTimeout it
+	// is restarted without the joins exec added; the agent bridges it later.
 	var joinTimer <-chan time.Time
-	serving := make(chan struct{})
+	serving := (<-chan struct{})(joined)
 	if len(added) > 0 {
 		t := time.NewTimer(joinTimeout)
 		defer t.Stop()
 		joinTimer = t.C
 		go func() {
 			if waitServing(agentCtx, net.JoinHostPort(rdb.nodeHost(), strconv.Itoa(rdb.driverPort))) {
-				close(serving)
+				markJoined()
 			}
 		}()
 	}
@@ -878,6 +893,31 @@ func waitServing(ctx context.Context, addr string) bool {
 		case <-t.C:
 		}
 	}
+}
+
+// lineWatcher passes everything to w and calls found once a line starts
+// with prefix.
+type lineWatcher struct {
+	w      io.Writer
+	prefix string
+	found  func()
+	line   []byte // the start of the current line, up to len(prefix)
+}
+
+func (l *lineWatcher) Write(p []byte) (int, error) {
+	for _, b := range p {
+		if b == '\n' {
+			l.line = l.line[:0]
+			continue
+		}
+		if len(l.line) < len(l.prefix) {
+			l.line = append(l.line, b)
+			if string(l.line) == l.prefix {
+				l.found()
+			}
+		}
+	}
+	return l.w.Write(p)
 }
 
 // withoutJoins drops the "--join ADDR" pairs whose ADDR is in added.

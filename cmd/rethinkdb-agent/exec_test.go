@@ -642,3 +642,33 @@ func TestExecRunRestartsAloneWhenJoinHangs(t *testing.T) {
 		t.Errorf("want the restart logged:\n%s", stderr.String())
 	}
 }
+
+// lineWatcher spots network_logger.cc's "Connected to server …" line, however
+// the writes split it, and passes every byte through.
+func TestLineWatcher(t *testing.T) {
+	tests := []struct {
+		name   string
+		writes []string
+		want   bool
+	}{
+		{"whole line", []string{"Listening for intracluster connections on port 29015\nConnected to server \"s2\" 0bc9…\n"}, true},
+		{"split", []string{"Connec", "ted ", "to server \"s2\"\n"}, true},
+		{"not at a line start", []string{"Warning: Connected to server\n"}, false},
+		{"nothing yet", []string{"Attempting connection to 1 peer...\n"}, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var out strings.Builder
+			found := 0
+			lw := &lineWatcher{w: &out, prefix: "Connected to ", found: func() { found++ }}
+			for _, w := range tc.writes {
+				if n, err := lw.Write([]byte(w)); n != len(w) || err != nil {
+					t.Fatalf("Write = %d, %v", n, err)
+				}
+			}
+			if (found > 0) != tc.want || out.String() != strings.Join(tc.writes, "") {
+				t.Errorf("found %d times, passed %q", found, out.String())
+			}
+		})
+	}
+}

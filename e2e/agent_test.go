@@ -142,18 +142,48 @@ func dbNames(t testing.TB, s *r.Session) []string {
 }
 
 // allDocs reads every document of every user table, keyed by "db.table".
-func allDocs(t testing.TB, s *r.Session) map[string][]string {
+func allDocs(t testing.TB, s *r.Session) (map[string][]string, error) {
 	t.Helper()
+	rows, err := systemTable(t, s, "table_config")
+	if err != nil {
+		return nil, err
+	}
 	out := map[string][]string{}
-	for _, row := range mustSystemTable(t, s, "table_config") {
+	for _, row := range rows {
 		db, table := fmt.Sprint(row["db"]), fmt.Sprint(row["name"])
 		docs, err := tableDocs(t, s, db, table)
 		if err != nil {
-			t.Fatalf("read %s.%s: %v", db, table, err)
+			return nil, fmt.Errorf("read %s.%s: %w", db, table, err)
 		}
 		out[db+"."+table] = docs
 	}
-	return out
+	return out, nil
+}
+
+// mustAllDocs is allDocs for a cluster known to be settled.
+func mustAllDocs(t testing.TB, s *r.Session) map[string][]string {
+	t.Helper()
+	docs, err := allDocs(t, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return docs
+}
+
+// sameDocs is a condition for Eventually: s serves exactly the documents
+// want. A read error only means "not yet": a real cluster that has just
+// merged, renamed or reconnected can refuse a read for a moment (renames
+// travel between servers, a table's primary becomes ready after its
+// server reconnects), and the condition must retry rather than end the test.
+func sameDocs(t testing.TB, via string, s *r.Session, want []string, when string) func() (bool, string) {
+	return func() (bool, string) {
+		docs, err := allDocs(t, s)
+		if err != nil {
+			return false, fmt.Sprintf("via %s %s: %v", via, when, err)
+		}
+		after := flatten(docs)
+		return slices.Equal(after, want), fmt.Sprintf("via %s: %d documents %s, %d before", via, len(after), when, len(want))
+	}
 }
 
 // flatten is every document of a allDocs result, sorted: what must survive
@@ -211,7 +241,7 @@ func TestAgentsKeepDataOnBothSides(t *testing.T) {
 	waitServers(t, mergeTimeout, []string{"server_1", "server_2"}, map[string]*r.Session{"server_1": ss1})
 	createFixtures(t, ss1, sideFixtures("t1"))
 	createFixtures(t, ss3, sideFixtures("t3"))
-	before := append(flatten(allDocs(t, ss1)), flatten(allDocs(t, ss3))...)
+	before := append(flatten(mustAllDocs(t, ss1)), flatten(mustAllDocs(t, ss3))...)
 	sort.Strings(before)
 
 	peers := clusterAddrs(s1, s2, s3)
@@ -232,10 +262,7 @@ func TestAgentsKeepDataOnBothSides(t *testing.T) {
 		t.Errorf("databases after the merge: %v, want app and one renamed app_<uuid block>", names)
 	}
 	for via, s := range ss {
-		harness.Eventually(t, mergeTimeout, func() (bool, string) {
-			after := flatten(allDocs(t, s))
-			return slices.Equal(after, before), fmt.Sprintf("via %s: %d documents after the merge, %d before", via, len(after), len(before))
-		})
+		harness.Eventually(t, mergeTimeout, sameDocs(t, via, s, before, "after the merge"))
 	}
 	waitNoProxy(t)
 }
@@ -311,7 +338,7 @@ func TestFullRestartWithoutJoin(t *testing.T) {
 		return ss
 	}
 	waitOneCluster(t, 3, sessions())
-	before := flatten(allDocs(t, s1.Session(t)))
+	before := flatten(mustAllDocs(t, s1.Session(t)))
 
 	for _, n := range nodes {
 		if !n.Stop() {
@@ -324,10 +351,7 @@ func TestFullRestartWithoutJoin(t *testing.T) {
 	ss := sessions()
 	waitOneCluster(t, 3, ss)
 	for via, s := range ss {
-		harness.Eventually(t, mergeTimeout, func() (bool, string) {
-			after := flatten(allDocs(t, s))
-			return slices.Equal(after, before), fmt.Sprintf("via %s: %d documents after the restart, %d before", via, len(after), len(before))
-		})
+		harness.Eventually(t, mergeTimeout, sameDocs(t, via, s, before, "after the restart"))
 	}
 	waitNoProxy(t)
 }

@@ -151,7 +151,7 @@ func checkNewDoc(pk string, key, old, nv any) string {
 	}
 	m, ok := nv.(map[string]any)
 	if !ok {
-		return fmt.Sprintf("Expected type OBJECT but found %s.", typeName(nv))
+		return fmt.Sprintf("Expected type OBJECT but found %s.", reql.TypeName(nv))
 	}
 	k, ok := m[pk]
 	if !ok {
@@ -164,22 +164,6 @@ func checkNewDoc(pk string, key, old, nv any) string {
 		return "Primary key `" + pk + "` cannot be changed."
 	}
 	return ""
-}
-
-func typeName(v any) string {
-	switch v.(type) {
-	case nil:
-		return "NULL"
-	case bool:
-		return "BOOL"
-	case float64:
-		return "NUMBER"
-	case string:
-		return "STRING"
-	case []any:
-		return "ARRAY"
-	}
-	return "OBJECT"
 }
 
 func countChange(s *reql.WriteSummary, old, nv any) {

@@ -8,6 +8,10 @@ import (
 	"strings"
 )
 
+// TypeName is the ReQL type name of a datum ("OBJECT", "PTYPE<TIME>", …), as
+// typeOf and the server's error messages print it.
+func TypeName(v any) string { return datumType(v) }
+
 // datumType is the ReQL type name of a datum, as typeOf and error messages
 // print it.
 func datumType(v any) string {

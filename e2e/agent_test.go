@@ -87,8 +87,12 @@ func proxiesStarted(agents ...*harness.Process) int {
 }
 
 // runningProxies lists the `rethinkdb proxy` processes of this machine that
-// run the scenario's binary.
-func runningProxies(bin string) []string {
+// run the scenario's binary and join one of the given cluster addresses: the
+// ports are the test's own, so proxies of tests running in other packages at
+// the same time (go test ./... with RETHINKDB_BIN) do not count. A real
+// rethinkdb's extproc spawner has the same argv and counts until it follows
+// its proxy out.
+func runningProxies(bin string, joins ...string) []string {
 	var out []string
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
@@ -97,7 +101,8 @@ func runningProxies(bin string) []string {
 			continue
 		}
 		argv := strings.Split(strings.TrimRight(string(raw), "\x00"), "\x00")
-		if len(argv) > 1 && argv[0] == bin && argv[1] == "proxy" {
+		joined := slices.ContainsFunc(argv, func(a string) bool { return slices.Contains(joins, a) })
+		if len(argv) > 1 && argv[0] == bin && argv[1] == "proxy" && joined {
 			// Zombies have no cmdline; a live one is what we look for.
 			out = append(out, e.Name()+": "+strings.Join(argv, " "))
 		}
@@ -197,11 +202,13 @@ func flatten(m map[string][]string) []string {
 	return out
 }
 
-func waitNoProxy(t testing.TB) {
+// waitNoProxy waits until no proxy joined to one of nodes is left.
+func waitNoProxy(t testing.TB, nodes ...*harness.Node) {
 	t.Helper()
 	bin := harness.Binary(t)
+	joins := clusterAddrs(nodes...)
 	harness.Eventually(t, 30*time.Second, func() (bool, string) {
-		left := runningProxies(bin)
+		left := runningProxies(bin, joins...)
 		return len(left) == 0, fmt.Sprintf("proxy processes still running: %v", left)
 	})
 }
@@ -223,7 +230,7 @@ func TestAgentsAssembleBlogCluster(t *testing.T) {
 	if got := dbNames(t, ss["server_3"]); !slices.Equal(got, []string{"test"}) {
 		t.Errorf("databases after the merge: %v, want test once", got)
 	}
-	waitNoProxy(t)
+	waitNoProxy(t, s1, s2, s3)
 	t.Logf("proxies started by the agents: %d", proxiesStarted(agents...))
 	if n := proxiesStarted(agents...); n < 1 {
 		t.Errorf("no agent logged a bridge")
@@ -264,7 +271,7 @@ func TestAgentsKeepDataOnBothSides(t *testing.T) {
 	for via, s := range ss {
 		harness.Eventually(t, mergeTimeout, sameDocs(t, via, s, before, "after the merge"))
 	}
-	waitNoProxy(t)
+	waitNoProxy(t, s1, s2, s3)
 }
 
 // TestFiveFreshNodesMakeOneCluster starts five lone nodes and their agents at
@@ -288,7 +295,7 @@ func TestFiveFreshNodesMakeOneCluster(t *testing.T) {
 	if got := dbNames(t, ss["node_1"]); !slices.Equal(got, []string{"test"}) {
 		t.Errorf("databases after the merge: %v, want test once", got)
 	}
-	waitNoProxy(t)
+	waitNoProxy(t, nodes...)
 	n := proxiesStarted(agents...)
 	t.Logf("five fresh nodes: the agents started %d proxies", n)
 	if n < 1 {
@@ -353,7 +360,7 @@ func TestFullRestartWithoutJoin(t *testing.T) {
 	for via, s := range ss {
 		harness.Eventually(t, mergeTimeout, sameDocs(t, via, s, before, "after the restart"))
 	}
-	waitNoProxy(t)
+	waitNoProxy(t, nodes...)
 }
 
 // TestReportPolicyChangesNothing: with --collisions=report the agents still
@@ -373,7 +380,7 @@ func TestReportPolicyChangesNothing(t *testing.T) {
 		out := a1.Output() + a3.Output()
 		return strings.Contains(out, "collision left alone"), "no agent reported the collisions it leaves alone"
 	})
-	waitNoProxy(t)
+	waitNoProxy(t, s1, s3)
 	harness.Consistently(t, 5*time.Second, func() (bool, string) {
 		got := dbNames(t, ss1)
 		return slices.Equal(got, []string{"app", "app", "test", "test"}), fmt.Sprintf("databases: %v, want both sides' untouched", got)
@@ -418,10 +425,10 @@ func TestKilledAgentLeavesNoProxy(t *testing.T) {
 	a.WaitLog(t, "bridging foreign peers", agentMergeTimeout)
 	bin := harness.Binary(t)
 	harness.Eventually(t, 30*time.Second, func() (bool, string) {
-		return len(runningProxies(bin)) > 0, "the agent's proxy is not running yet"
+		return len(runningProxies(bin, s1.ClusterAddr())) > 0, "the agent's proxy is not running yet"
 	})
 	if err := syscall.Kill(a.Pid(), syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	waitNoProxy(t)
+	waitNoProxy(t, s1)
 }
